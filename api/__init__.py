@@ -1,0 +1,1 @@
+"""The Todo service: settings, the app factory and the security primitives."""

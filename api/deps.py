@@ -1,0 +1,48 @@
+"""Typed dependencies shared by the REST routes and the GraphQL context."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends
+from starlette.requests import HTTPConnection
+
+from api.services import Services
+from graphql_schema.operations import Caller, authenticate
+
+
+def get_services(connection: HTTPConnection) -> Services:
+    return connection.app.state.services  # type: ignore[no-any-return]
+
+
+def client_address(connection: HTTPConnection, trusted_proxies: frozenset[str]) -> str:
+    """The client's address, believing X-Forwarded-For only when a trusted proxy sent it.
+
+    Walks the header from the right (the entries our own proxies appended) and stops at the
+    first address that is not a trusted proxy.
+    """
+    peer = connection.client.host if connection.client else "unknown"
+    if peer not in trusted_proxies:
+        return peer
+    forwarded = connection.headers.get("x-forwarded-for", "")
+    hops = [hop.strip() for hop in forwarded.split(",") if hop.strip()]
+    for hop in reversed(hops):
+        if hop not in trusted_proxies:
+            return hop
+    return hops[0] if hops else peer
+
+
+async def get_caller(connection: HTTPConnection) -> Caller:
+    return await authenticate(
+        services=get_services(connection), authorization=connection.headers.get("authorization")
+    )
+
+
+def get_client_address(connection: HTTPConnection) -> str:
+    services = get_services(connection)
+    return client_address(connection, services.settings.trusted_proxy_list)
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+CallerDep = Annotated[Caller, Depends(get_caller)]
+ClientAddressDep = Annotated[str, Depends(get_client_address)]

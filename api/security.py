@@ -1,0 +1,101 @@
+"""Password hashing and JWTs.
+
+Passwords: bcrypt through passlib (the `libpass` fork, see specs/decisions.md), as
+`bcrypt_sha256`: the password is HMAC-SHA256'd before bcrypt, so bcrypt's 72-byte limit never
+truncates it silently. Hashing runs in a thread pool, never on the event loop (bcrypt releases
+the GIL). Tokens: HS256 only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+
+import jwt
+from passlib.context import CryptContext
+
+from graphql_schema.errors import Unauthenticated
+
+ALGORITHM = "HS256"
+
+
+class PasswordHasher:
+    def __init__(self, rounds: int) -> None:
+        self._context = CryptContext(
+            schemes=["bcrypt_sha256"], bcrypt_sha256__rounds=rounds
+        )
+        self._executor = ThreadPoolExecutor(
+            max_workers=max(2, os.cpu_count() or 1), thread_name_prefix="bcrypt"
+        )
+        # A real hash of the same cost, verified against when the email is unknown, so an
+        # unknown email costs the same work as a wrong password.
+        self._dummy_hash = self._context.hash(uuid.uuid4().hex)
+
+    async def _run(self, fn, *args):  # type: ignore[no-untyped-def]
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    async def hash(self, password: str) -> str:
+        return await self._run(self._context.hash, password)
+
+    async def verify(self, password: str, password_hash: str | None) -> bool:
+        """Constant work whether or not there is a hash to check against."""
+        if password_hash is None:
+            await self._run(self._context.verify, password, self._dummy_hash)
+            return False
+        try:
+            return bool(await self._run(self._context.verify, password, password_hash))
+        except (ValueError, TypeError):  # a malformed stored hash never verifies
+            return False
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+class TokenService:
+    def __init__(self, secret: str, expiration_hours: int) -> None:
+        self._key = secret.encode()
+        self._lifetime = timedelta(hours=expiration_hours)
+
+    def issue(self, user_id: uuid.UUID, email: str) -> str:
+        now = datetime.now(UTC)
+        claims = {
+            "sub": str(user_id),
+            "user_id": str(user_id),
+            "email": email,
+            "iat": int(now.timestamp()),
+            "exp": int((now + self._lifetime).timestamp()),
+        }
+        return jwt.encode(claims, self._key, algorithm=ALGORITHM)
+
+    def verify(self, token: str) -> uuid.UUID:
+        """The user id a valid token names; Unauthenticated for every way a token can fail."""
+        try:
+            claims = jwt.decode(
+                token,
+                self._key,
+                algorithms=[ALGORITHM],
+                options={"require": ["exp"], "verify_aud": False},
+            )
+        except (jwt.PyJWTError, ValueError, TypeError):
+            raise Unauthenticated() from None
+        subject = claims.get("user_id", claims.get("sub"))
+        if not isinstance(subject, str):
+            raise Unauthenticated()
+        try:
+            return uuid.UUID(subject)
+        except ValueError:
+            raise Unauthenticated() from None
+
+
+def bearer_token(authorization: str | None) -> str:
+    """The token of an `Authorization: Bearer <token>` header, else Unauthenticated."""
+    if not authorization:
+        raise Unauthenticated()
+    scheme, _, token = authorization.strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token or " " in token:
+        raise Unauthenticated()
+    return token

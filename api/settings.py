@@ -1,0 +1,144 @@
+"""One settings class, read from the environment (and an optional `.env`), that fails fast.
+
+Every setting is documented in the README's configuration table. A missing or invalid setting
+raises `ConfigError` with one line naming it; `python -m api` prints that line and exits 1.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+log = logging.getLogger("todo.settings")
+
+MIN_SECRET_BYTES = 32
+SECRET_FILE_NAME = "secret.key"
+
+
+class ConfigError(Exception):
+    """A setting is missing or invalid; the message is one line that names it."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+    )
+
+    app_env: Literal["development", "production"] = "development"
+    database_url: str | None = None
+    better_auth_secret: str | None = None
+    frontend_url: str = "http://localhost:3000"
+    jwt_expiration_hours: int = Field(default=24, ge=1, le=24 * 366)
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    web_concurrency: int = Field(default=1, ge=1, le=64)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    data_dir: Path = Path("data")
+    bcrypt_rounds: int = Field(default=12, ge=4, le=16)
+
+    db_pool_size: int = Field(default=10, ge=1, le=200)
+    db_max_overflow: int = Field(default=10, ge=0, le=200)
+    db_connect_timeout: float = Field(default=5.0, gt=0, le=120)
+    db_statement_timeout: float = Field(default=15.0, gt=0, le=600)
+    db_pgbouncer: bool = False
+
+    rate_limit_per_address: str = "60/minute"
+    rate_limit_per_email: str = "10/minute"
+    rate_limit_storage_url: str = "memory://"
+    trusted_proxies: str = ""
+
+    graphql_introspection: bool = True
+
+    @field_validator("app_env", "log_level", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("database_url", "better_auth_secret", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value.strip() if isinstance(value, str) else value
+
+    @property
+    def is_production(self) -> bool:
+        return self.app_env == "production"
+
+    @property
+    def cors_origins(self) -> list[str]:
+        """FRONTEND_URL as a list of exact origins (browsers never send a trailing slash)."""
+        return [o.strip().rstrip("/") for o in self.frontend_url.split(",") if o.strip()]
+
+    @property
+    def trusted_proxy_list(self) -> frozenset[str]:
+        return frozenset(p.strip() for p in self.trusted_proxies.split(",") if p.strip())
+
+    @property
+    def sqlite_default_path(self) -> Path:
+        return self.data_dir / "todo.db"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the settings, turning pydantic's report into one line that names the setting."""
+    try:
+        settings = Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        name = str(err["loc"][0]).upper() if err["loc"] else "settings"
+        raise ConfigError(f"invalid setting {name}: {err['msg']}") from None
+    if settings.is_production:
+        for name in ("database_url", "better_auth_secret"):
+            if getattr(settings, name) is None:
+                raise ConfigError(f"missing setting {name.upper()}: required when APP_ENV=production")
+    if not settings.cors_origins:
+        raise ConfigError("invalid setting FRONTEND_URL: no origin given")
+    if "*" in settings.cors_origins:
+        raise ConfigError("invalid setting FRONTEND_URL: '*' is not allowed with credentials")
+    return settings
+
+
+def resolve_secret(settings: Settings, beside: Path | None) -> str:
+    """The JWT signing secret: BETTER_AUTH_SECRET, else one generated once and kept on disk.
+
+    The generated secret lives beside the SQLite file (or in DATA_DIR), owner-only, so tokens
+    survive a restart of the zero-configuration service.
+    """
+    if settings.better_auth_secret is not None:
+        if len(settings.better_auth_secret.encode()) < MIN_SECRET_BYTES:
+            raise ConfigError(
+                f"invalid setting BETTER_AUTH_SECRET: must be at least {MIN_SECRET_BYTES} bytes"
+            )
+        return settings.better_auth_secret
+    directory = beside if beside is not None else settings.data_dir
+    path = directory / SECRET_FILE_NAME
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            secret = path.read_text(encoding="utf-8").strip()
+        else:
+            secret = secrets.token_urlsafe(48)
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(secret + "\n")
+            log.warning(
+                "BETTER_AUTH_SECRET is not set: generated a signing secret in %s "
+                "(owner-only); set BETTER_AUTH_SECRET to use your own",
+                path,
+            )
+    except OSError as exc:
+        raise ConfigError(f"invalid setting BETTER_AUTH_SECRET: cannot use {path}: {exc}") from None
+    if len(secret.encode()) < MIN_SECRET_BYTES:
+        raise ConfigError(
+            f"invalid setting BETTER_AUTH_SECRET: {path} holds fewer than {MIN_SECRET_BYTES} bytes"
+        )
+    return secret

@@ -1,0 +1,54 @@
+"""Engine and session factory for a DatabaseTarget."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+from db.models import Base
+from db.url import DatabaseTarget
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")  # ON DELETE CASCADE needs it
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.close()
+
+
+def build_engine(
+    target: DatabaseTarget, *, pool_size: int = 10, max_overflow: int = 10,
+    pool_timeout: float = 5.0,
+) -> AsyncEngine:
+    if target.is_sqlite:
+        assert target.sqlite_path is not None
+        target.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
+        # One connection: SQLite allows one writer at a time, and queueing in the pool is
+        # better than "database is locked" under concurrent writes.
+        engine = create_async_engine(
+            target.url, pool_size=1, max_overflow=0, pool_timeout=30.0
+        )
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_async_engine(
+        target.url,
+        connect_args=target.connect_args,
+        pool_size=pool_size,
+        max_overflow=max_overflow,
+        pool_timeout=pool_timeout,
+        pool_pre_ping=True,  # recover by itself after the database restarts
+        pool_recycle=300,  # Neon and proxies close idle connections
+    )
+
+
+def build_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+
+
+async def create_schema(engine: AsyncEngine) -> None:
+    async with engine.begin() as conn:
+        await conn.run_sync(Base.metadata.create_all)

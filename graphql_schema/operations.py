@@ -1,0 +1,329 @@
+"""The service's use cases, one async function each, shared by GraphQL and REST.
+
+Every function takes keyword arguments only, opens its own short-lived session (sibling
+GraphQL resolvers run concurrently and must never share one), enforces ownership in the query
+itself (`WHERE id = :id AND user_id = :caller`: not yours and not there are the same answer),
+and raises only DomainError subclasses, with database outages turned into Unavailable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import delete, exists, insert, select
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from api.security import bearer_token
+from api.services import Services
+from db.models import Task, User
+from graphql_schema.errors import (
+    Conflict,
+    DomainError,
+    InvalidCredentials,
+    NotFound,
+    Unauthenticated,
+    Unavailable,
+)
+from graphql_schema.validation import (
+    MISSING,
+    is_valid_email,
+    validate_login,
+    validate_new_task,
+    validate_signup,
+    validate_task_changes,
+)
+
+log = logging.getLogger("todo.operations")
+
+_ONE_MICROSECOND = timedelta(microseconds=1)
+
+
+@dataclass(frozen=True, slots=True)
+class UserRecord:
+    id: uuid.UUID
+    email: str
+
+
+@dataclass(frozen=True, slots=True)
+class AuthResult:
+    token: str
+    user: UserRecord
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRecord:
+    id: uuid.UUID
+    title: str
+    description: str | None
+    completed: bool
+    user_id: uuid.UUID
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """The authenticated user; its id only ever comes from a verified token."""
+
+    user_id: uuid.UUID
+
+
+_TASK_COLUMNS = (
+    Task.id,
+    Task.title,
+    Task.description,
+    Task.completed,
+    Task.user_id,
+    Task.created_at,
+    Task.updated_at,
+)
+
+
+def _task(row: object) -> TaskRecord:
+    return TaskRecord(*row)  # type: ignore[misc]
+
+
+def _is_outage(exc: BaseException) -> bool:
+    if isinstance(exc, (OSError, TimeoutError, sa_exc.TimeoutError)):
+        return True
+    if isinstance(exc, sa_exc.DBAPIError):
+        if exc.connection_invalidated or isinstance(
+            exc, (sa_exc.OperationalError, sa_exc.InterfaceError)
+        ):
+            return True
+        orig = getattr(exc, "orig", None)
+        cause = getattr(orig, "__cause__", None) or orig
+        name = type(cause).__name__
+        return name in {
+            "CannotConnectNowError",
+            "ConnectionDoesNotExistError",
+            "ConnectionFailureError",
+            "AdminShutdownError",
+            "TooManyConnectionsError",
+            "InternalClientError",
+        } or isinstance(cause, (OSError, TimeoutError))
+    return False
+
+
+@asynccontextmanager
+async def _transaction(services: Services) -> AsyncIterator[AsyncSession]:
+    """A session in a transaction; database outages surface as Unavailable (503)."""
+    try:
+        async with services.sessions() as session, session.begin():
+            yield session
+    except DomainError:
+        raise
+    except Exception as exc:
+        if _is_outage(exc):
+            log.warning("database unavailable: %s: %s", type(exc).__name__, exc)
+            raise Unavailable() from exc
+        raise
+
+
+def parse_id(value: object) -> uuid.UUID:
+    """A task id from a path or a GraphQL ID: anything that is not a UUID is simply not found."""
+    if isinstance(value, uuid.UUID):
+        return value
+    if not isinstance(value, str) or len(value) > 64:
+        raise NotFound()
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise NotFound() from None
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+# --- authentication ---------------------------------------------------------------------------
+
+
+async def authenticate(*, services: Services, authorization: str | None) -> Caller:
+    """The caller named by an `Authorization: Bearer` header whose user still exists."""
+    user_id = services.tokens.verify(bearer_token(authorization))
+    async with _transaction(services) as session:
+        found = await session.scalar(select(exists().where(User.id == user_id)))
+    if not found:
+        raise Unauthenticated()
+    return Caller(user_id=user_id)
+
+
+async def signup(
+    *, services: Services, client_address: str, email: object, password: object
+) -> AuthResult:
+    await services.limiter.hit(
+        action="signup", address=client_address, email=_limit_key(email)
+    )
+    credentials = validate_signup(email, password)
+    async with _transaction(services) as session:
+        taken = await session.scalar(select(exists().where(User.email == credentials.email)))
+    if taken:
+        raise Conflict()
+    password_hash = await services.passwords.hash(credentials.password)
+    user = UserRecord(id=uuid.uuid4(), email=credentials.email)
+    try:
+        async with _transaction(services) as session:
+            await session.execute(
+                insert(User).values(
+                    id=user.id, email=user.email, password_hash=password_hash,
+                    created_at=_now(),
+                )
+            )
+    except sa_exc.IntegrityError:
+        # Lost a race with a concurrent signup for the same address.
+        raise Conflict() from None
+    return AuthResult(token=services.tokens.issue(user.id, user.email), user=user)
+
+
+async def login(
+    *, services: Services, client_address: str, email: object, password: object
+) -> AuthResult:
+    await services.limiter.hit(action="login", address=client_address, email=_limit_key(email))
+    credentials = validate_login(email, password)
+    row = None
+    if is_valid_email(credentials.email):
+        async with _transaction(services) as session:
+            row = (
+                await session.execute(
+                    select(User.id, User.email, User.password_hash).where(
+                        User.email == credentials.email
+                    )
+                )
+            ).first()
+    # Same hashing work whether the email is unknown or the password wrong.
+    if not await services.passwords.verify(credentials.password, row[2] if row else None):
+        raise InvalidCredentials()
+    assert row is not None
+    user = UserRecord(id=row[0], email=row[1])
+    return AuthResult(token=services.tokens.issue(user.id, user.email), user=user)
+
+
+def _limit_key(email: object) -> str | None:
+    if isinstance(email, str):
+        key = email.strip().lower()
+        return key[:320] if key else None
+    return None
+
+
+async def get_user(*, services: Services, caller: Caller) -> UserRecord:
+    async with _transaction(services) as session:
+        row = (
+            await session.execute(select(User.id, User.email).where(User.id == caller.user_id))
+        ).first()
+    if row is None:
+        raise Unauthenticated()
+    return UserRecord(id=row[0], email=row[1])
+
+
+# --- tasks ------------------------------------------------------------------------------------
+
+
+async def list_tasks(*, services: Services, caller: Caller) -> list[TaskRecord]:
+    """All of the caller's tasks, newest first, ties broken by id (descending)."""
+    query = (
+        select(*_TASK_COLUMNS)
+        .where(Task.user_id == caller.user_id)
+        .order_by(Task.created_at.desc(), Task.id.desc())
+    )
+    async with _transaction(services) as session:
+        rows = (await session.execute(query)).all()
+    return [_task(row) for row in rows]
+
+
+async def get_task(*, services: Services, caller: Caller, task_id: object) -> TaskRecord:
+    task_uuid = parse_id(task_id)
+    async with _transaction(services) as session:
+        row = (
+            await session.execute(
+                select(*_TASK_COLUMNS).where(Task.id == task_uuid, Task.user_id == caller.user_id)
+            )
+        ).first()
+    if row is None:
+        raise NotFound()
+    return _task(row)
+
+
+async def create_task(
+    *, services: Services, caller: Caller, title: object, description: object = MISSING
+) -> TaskRecord:
+    data = validate_new_task(title, description)
+    now = _now()
+    task = TaskRecord(
+        id=uuid.uuid4(),
+        title=data.title,
+        description=data.description,
+        completed=False,
+        user_id=caller.user_id,
+        created_at=now,
+        updated_at=now,
+    )
+    try:
+        async with _transaction(services) as session:
+            await session.execute(
+                insert(Task).values(
+                    id=task.id, title=task.title, description=task.description,
+                    completed=False, user_id=task.user_id, created_at=now, updated_at=now,
+                )
+            )
+    except sa_exc.IntegrityError:
+        # The caller's account was deleted after its token was checked.
+        raise Unauthenticated() from None
+    return task
+
+
+async def update_task(
+    *, services: Services, caller: Caller, task_id: object, fields: Mapping[str, object]
+) -> TaskRecord:
+    """Change only the fields present; `updated_at` always moves strictly forward."""
+    changes = validate_task_changes(fields)
+    task_uuid = parse_id(task_id)
+    async with _transaction(services) as session:
+        task = await session.scalar(
+            select(Task)
+            .where(Task.id == task_uuid, Task.user_id == caller.user_id)
+            .with_for_update()
+        )
+        if task is None:
+            raise NotFound()
+        for name, value in changes.items():
+            setattr(task, name, value)
+        task.updated_at = max(_now(), task.updated_at + _ONE_MICROSECOND)
+        await session.flush()
+        record = TaskRecord(
+            id=task.id, title=task.title, description=task.description,
+            completed=task.completed, user_id=task.user_id, created_at=task.created_at,
+            updated_at=task.updated_at,
+        )
+    return record
+
+
+async def delete_task(*, services: Services, caller: Caller, task_id: object) -> uuid.UUID:
+    task_uuid = parse_id(task_id)
+    async with _transaction(services) as session:
+        result = await session.execute(
+            delete(Task).where(Task.id == task_uuid, Task.user_id == caller.user_id)
+        )
+    if result.rowcount == 0:  # type: ignore[attr-defined]
+        raise NotFound()
+    return task_uuid
+
+
+# --- health -----------------------------------------------------------------------------------
+
+
+async def database_is_healthy(*, services: Services, timeout: float = 3.0) -> bool:
+    try:
+        async with asyncio.timeout(timeout), services.engine.connect() as conn:
+            await conn.exec_driver_sql("SELECT 1")
+    except Exception as exc:
+        log.warning("health check failed: %s: %s", type(exc).__name__, exc)
+        return False
+    return True

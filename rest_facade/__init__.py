@@ -1,0 +1,1 @@
+"""The REST compatibility facade: the contracted `/api/...` endpoints over the operations."""

@@ -1,0 +1,86 @@
+"""Every REST error is `{"error": "<message>"}`; the status comes from one table."""
+
+from __future__ import annotations
+
+import logging
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from graphql_schema.errors import DomainError, ErrorCode, RateLimited
+
+log = logging.getLogger("todo.rest")
+
+STATUS_BY_CODE: dict[ErrorCode, int] = {
+    ErrorCode.UNAUTHENTICATED: 401,
+    ErrorCode.BAD_USER_INPUT: 400,
+    ErrorCode.NOT_FOUND: 404,
+    ErrorCode.CONFLICT: 409,
+    ErrorCode.RATE_LIMITED: 429,
+    ErrorCode.UNAVAILABLE: 503,
+    ErrorCode.INTERNAL: 500,
+}
+
+_MESSAGE_BY_STATUS = {
+    400: "Invalid request body",
+    401: "Unauthorized",
+    404: "Not found",
+    405: "Method not allowed",
+    413: "Request body too large",
+    429: "Too many requests",
+    500: "Internal server error",
+    503: "Service temporarily unavailable",
+}
+
+
+class HttpError(Exception):
+    """A transport-level failure (body too large, not JSON) with its contracted message."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def error_response(
+    status: int, message: str, headers: dict[str, str] | None = None
+) -> Response:
+    return Response(
+        content=orjson.dumps({"error": message}),
+        status_code=status,
+        media_type="application/json",
+        headers=headers,
+    )
+
+
+def _domain_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, DomainError)
+    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, RateLimited) else None
+    return error_response(STATUS_BY_CODE[exc.code], exc.message, headers)
+
+
+def _http_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HttpError)
+    return error_response(exc.status, exc.message)
+
+
+def _starlette_http_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    message = _MESSAGE_BY_STATUS.get(exc.status_code)
+    if message is None:
+        message = exc.detail if isinstance(exc.detail, str) else "Error"
+    return error_response(exc.status_code, message, dict(exc.headers or {}) or None)
+
+
+def _validation_error(_request: Request, _exc: Exception) -> Response:
+    return error_response(400, "Invalid request body")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(DomainError, _domain_error)
+    app.add_exception_handler(HttpError, _http_error)
+    app.add_exception_handler(StarletteHTTPException, _starlette_http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)

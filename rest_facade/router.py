@@ -1,0 +1,134 @@
+"""The `/api` routes: read the request, call one operation, shape the response. No rules here."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from api.deps import CallerDep, ClientAddressDep, ServicesDep
+from graphql_schema import operations
+from graphql_schema.validation import MISSING
+from rest_facade.body import read_json_object
+from rest_facade.openapi import (
+    AUTH_BODY,
+    CREATE_TASK_BODY,
+    UPDATE_TASK_BODY,
+    responses,
+)
+from rest_facade.serializers import auth_json, task_json
+
+router = APIRouter(prefix="/api")
+
+
+def json_response(payload: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(payload), status_code=status, media_type="application/json")
+
+
+@router.post(
+    "/auth/signup",
+    status_code=201,
+    summary="Create an account and get a token",
+    tags=["auth"],
+    openapi_extra=AUTH_BODY,
+    responses=responses(201, 400, 409, 413, 429, 503),
+)
+async def signup(request: Request, services: ServicesDep, address: ClientAddressDep) -> Response:
+    body = await read_json_object(request)
+    result = await operations.signup(
+        services=services,
+        client_address=address,
+        email=body.get("email", MISSING),
+        password=body.get("password", MISSING),
+    )
+    return json_response(auth_json(result), 201)
+
+
+@router.post(
+    "/auth/login",
+    summary="Exchange email and password for a token",
+    tags=["auth"],
+    openapi_extra=AUTH_BODY,
+    responses=responses(200, 400, 401, 413, 429, 503),
+)
+async def login(request: Request, services: ServicesDep, address: ClientAddressDep) -> Response:
+    body = await read_json_object(request)
+    result = await operations.login(
+        services=services,
+        client_address=address,
+        email=body.get("email", MISSING),
+        password=body.get("password", MISSING),
+    )
+    return json_response(auth_json(result))
+
+
+@router.get(
+    "/tasks",
+    summary="The caller's tasks, newest first",
+    tags=["tasks"],
+    responses=responses("list", 401, 503),
+)
+async def list_tasks(services: ServicesDep, caller: CallerDep) -> Response:
+    tasks = await operations.list_tasks(services=services, caller=caller)
+    return json_response({"tasks": [task_json(t) for t in tasks]})
+
+
+@router.post(
+    "/tasks",
+    status_code=201,
+    summary="Create a task",
+    tags=["tasks"],
+    openapi_extra=CREATE_TASK_BODY,
+    responses=responses("task201", 400, 401, 413, 503),
+)
+async def create_task(request: Request, services: ServicesDep, caller: CallerDep) -> Response:
+    body = await read_json_object(request)
+    task = await operations.create_task(
+        services=services,
+        caller=caller,
+        title=body.get("title", MISSING),
+        description=body.get("description", MISSING),
+    )
+    return json_response({"task": task_json(task)}, 201)
+
+
+@router.get(
+    "/tasks/{task_id}",
+    summary="One of the caller's tasks",
+    tags=["tasks"],
+    responses=responses("task", 401, 404, 503),
+)
+async def get_task(task_id: str, services: ServicesDep, caller: CallerDep) -> Response:
+    task = await operations.get_task(services=services, caller=caller, task_id=task_id)
+    return json_response({"task": task_json(task)})
+
+
+@router.put(
+    "/tasks/{task_id}",
+    summary="Change any of title, description, completed",
+    tags=["tasks"],
+    openapi_extra=UPDATE_TASK_BODY,
+    responses=responses("task", 400, 401, 404, 413, 503),
+)
+async def update_task(
+    task_id: str, request: Request, services: ServicesDep, caller: CallerDep
+) -> Response:
+    body = await read_json_object(request)
+    task = await operations.update_task(
+        services=services, caller=caller, task_id=task_id, fields=body
+    )
+    return json_response({"task": task_json(task)})
+
+
+@router.delete(
+    "/tasks/{task_id}",
+    status_code=204,
+    summary="Delete a task",
+    tags=["tasks"],
+    responses=responses(204, 401, 404, 503),
+)
+async def delete_task(task_id: str, services: ServicesDep, caller: CallerDep) -> Response:
+    await operations.delete_task(services=services, caller=caller, task_id=task_id)
+    return Response(status_code=204)
