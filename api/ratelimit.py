@@ -10,8 +10,8 @@ import math
 import time
 
 from limits import parse
-from limits.storage import storage_from_string
 from limits.aio.strategies import MovingWindowRateLimiter
+from limits.storage import storage_from_string
 
 from api.settings import ConfigError
 from graphql_schema.errors import RateLimited

@@ -24,9 +24,7 @@ ALGORITHM = "HS256"
 
 class PasswordHasher:
     def __init__(self, rounds: int) -> None:
-        self._context = CryptContext(
-            schemes=["bcrypt_sha256"], bcrypt_sha256__rounds=rounds
-        )
+        self._context = CryptContext(schemes=["bcrypt_sha256"], bcrypt_sha256__rounds=rounds)
         self._executor = ThreadPoolExecutor(
             max_workers=max(2, os.cpu_count() or 1), thread_name_prefix="bcrypt"
         )

@@ -98,7 +98,9 @@ def load_settings(**overrides: object) -> Settings:
     if settings.is_production:
         for name in ("database_url", "better_auth_secret"):
             if getattr(settings, name) is None:
-                raise ConfigError(f"missing setting {name.upper()}: required when APP_ENV=production")
+                raise ConfigError(
+                    f"missing setting {name.upper()}: required when APP_ENV=production"
+                )
     if not settings.cors_origins:
         raise ConfigError("invalid setting FRONTEND_URL: no origin given")
     if "*" in settings.cors_origins:

@@ -5,7 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import event
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 
 from db.models import Base
 from db.url import DatabaseTarget
@@ -21,7 +26,10 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def build_engine(
-    target: DatabaseTarget, *, pool_size: int = 10, max_overflow: int = 10,
+    target: DatabaseTarget,
+    *,
+    pool_size: int = 10,
+    max_overflow: int = 10,
     pool_timeout: float = 5.0,
 ) -> AsyncEngine:
     if target.is_sqlite:
@@ -29,9 +37,7 @@ def build_engine(
         target.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
         # One connection: SQLite allows one writer at a time, and queueing in the pool is
         # better than "database is locked" under concurrent writes.
-        engine = create_async_engine(
-            target.url, pool_size=1, max_overflow=0, pool_timeout=30.0
-        )
+        engine = create_async_engine(target.url, pool_size=1, max_overflow=0, pool_timeout=30.0)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
     return create_async_engine(

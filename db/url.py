@@ -56,7 +56,10 @@ def _unique_statement_name() -> str:
 
 
 def parse_database_url(
-    raw: str, *, connect_timeout: float = 5.0, statement_timeout: float = 15.0,
+    raw: str,
+    *,
+    connect_timeout: float = 5.0,
+    statement_timeout: float = 15.0,
     pgbouncer: bool = False,
 ) -> DatabaseTarget:
     try:
@@ -72,7 +75,9 @@ def parse_database_url(
             "(use postgresql:// or sqlite:///)"
         )
     return _postgres_target(
-        url, connect_timeout=connect_timeout, statement_timeout=statement_timeout,
+        url,
+        connect_timeout=connect_timeout,
+        statement_timeout=statement_timeout,
         pgbouncer=pgbouncer,
     )
 
@@ -96,7 +101,10 @@ def _sqlite_target(url: URL) -> DatabaseTarget:
 def _postgres_target(
     url: URL, *, connect_timeout: float, statement_timeout: float, pgbouncer: bool
 ) -> DatabaseTarget:
-    connect_args: dict[str, Any] = {"timeout": connect_timeout, "command_timeout": statement_timeout}
+    connect_args: dict[str, Any] = {
+        "timeout": connect_timeout,
+        "command_timeout": statement_timeout,
+    }
     server_settings: dict[str, str] = {}
     query: dict[str, str] = {}
     for key, values in url.query.items():

@@ -159,9 +159,7 @@ async def authenticate(*, services: Services, authorization: str | None) -> Call
 async def signup(
     *, services: Services, client_address: str, email: object, password: object
 ) -> AuthResult:
-    await services.limiter.hit(
-        action="signup", address=client_address, email=_limit_key(email)
-    )
+    await services.limiter.hit(action="signup", address=client_address, email=_limit_key(email))
     credentials = validate_signup(email, password)
     async with _transaction(services) as session:
         taken = await session.scalar(select(exists().where(User.email == credentials.email)))
@@ -173,7 +171,9 @@ async def signup(
         async with _transaction(services) as session:
             await session.execute(
                 insert(User).values(
-                    id=user.id, email=user.email, password_hash=password_hash,
+                    id=user.id,
+                    email=user.email,
+                    password_hash=password_hash,
                     created_at=_now(),
                 )
             )
@@ -269,8 +269,13 @@ async def create_task(
         async with _transaction(services) as session:
             await session.execute(
                 insert(Task).values(
-                    id=task.id, title=task.title, description=task.description,
-                    completed=False, user_id=task.user_id, created_at=now, updated_at=now,
+                    id=task.id,
+                    title=task.title,
+                    description=task.description,
+                    completed=False,
+                    user_id=task.user_id,
+                    created_at=now,
+                    updated_at=now,
                 )
             )
     except sa_exc.IntegrityError:
@@ -298,8 +303,12 @@ async def update_task(
         task.updated_at = max(_now(), task.updated_at + _ONE_MICROSECOND)
         await session.flush()
         record = TaskRecord(
-            id=task.id, title=task.title, description=task.description,
-            completed=task.completed, user_id=task.user_id, created_at=task.created_at,
+            id=task.id,
+            title=task.title,
+            description=task.description,
+            completed=task.completed,
+            user_id=task.user_id,
+            created_at=task.created_at,
             updated_at=task.updated_at,
         )
     return record
@@ -319,9 +328,9 @@ async def delete_task(*, services: Services, caller: Caller, task_id: object) ->
 # --- health -----------------------------------------------------------------------------------
 
 
-async def database_is_healthy(*, services: Services, timeout: float = 3.0) -> bool:
+async def database_is_healthy(*, services: Services, within_seconds: float = 3.0) -> bool:
     try:
-        async with asyncio.timeout(timeout), services.engine.connect() as conn:
+        async with asyncio.timeout(within_seconds), services.engine.connect() as conn:
             await conn.exec_driver_sql("SELECT 1")
     except Exception as exc:
         log.warning("health check failed: %s: %s", type(exc).__name__, exc)

@@ -45,9 +45,7 @@ class HttpError(Exception):
         self.message = message
 
 
-def error_response(
-    status: int, message: str, headers: dict[str, str] | None = None
-) -> Response:
+def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
     return Response(
         content=orjson.dumps({"error": message}),
         status_code=status,

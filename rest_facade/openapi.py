@@ -107,7 +107,10 @@ _ERRORS: dict[int, tuple[str, str]] = {
 
 _SUCCESSES: dict[int | str, dict[str, Any]] = {
     200: {"description": "Signed in", "content": {"application/json": {"schema": _AUTH_SCHEMA}}},
-    201: {"description": "Account created", "content": {"application/json": {"schema": _AUTH_SCHEMA}}},
+    201: {
+        "description": "Account created",
+        "content": {"application/json": {"schema": _AUTH_SCHEMA}},
+    },
     204: {"description": "Deleted; empty body"},
     "task": {
         "description": "The task",

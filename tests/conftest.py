@@ -36,8 +36,11 @@ async def _admin_execute(admin_url: str, sql: str) -> None:
 
     url = make_url(admin_url)
     conn = await asyncpg.connect(
-        host=url.host or "127.0.0.1", port=url.port or 5432, user=url.username,
-        password=url.password, database=url.database or "postgres",
+        host=url.host or "127.0.0.1",
+        port=url.port or 5432,
+        user=url.username,
+        password=url.password,
+        database=url.database or "postgres",
     )
     try:
         await conn.execute(sql)
@@ -51,7 +54,9 @@ def postgres_url() -> Any:
     if admin is None:
         if os.environ.get("REQUIRE_POSTGRES") == "1":
             pytest.fail("REQUIRE_POSTGRES=1 but TEST_DATABASE_URL is not set")
-        pytest.skip("PostgreSQL cases need TEST_DATABASE_URL (e.g. postgresql://postgres@127.0.0.1/test)")
+        pytest.skip(
+            "PostgreSQL cases need TEST_DATABASE_URL (e.g. postgresql://postgres@127.0.0.1/test)"
+        )
     name = f"todo_test_{uuid.uuid4().hex[:12]}"
     try:
         asyncio.run(_admin_execute(admin, f'CREATE DATABASE "{name}"'))
@@ -94,7 +99,9 @@ async def serve(app: FastAPI, *, wipe: bool = True) -> AsyncIterator[httpx.Async
             async with app.state.services.engine.begin() as conn:
                 await conn.exec_driver_sql("DELETE FROM tasks")
                 await conn.exec_driver_sql("DELETE FROM users")
-        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False, client=("127.0.0.1", 50000))
+        transport = httpx.ASGITransport(
+            app=app, raise_app_exceptions=False, client=("127.0.0.1", 50000)
+        )
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
             yield client
 
@@ -122,8 +129,9 @@ class Account:
         return {"Authorization": f"Bearer {self.token}"}
 
 
-async def signup(client: httpx.AsyncClient, email: str | None = None,
-                 password: str = "correct-horse-1") -> Account:
+async def signup(
+    client: httpx.AsyncClient, email: str | None = None, password: str = "correct-horse-1"
+) -> Account:
     email = email or f"user-{uuid.uuid4().hex[:10]}@example.com"
     response = await client.post("/api/auth/signup", json={"email": email, "password": password})
     assert response.status_code == 201, response.text

@@ -1,0 +1,32 @@
+# Everything installs itself: `make run` and `make test` work on a fresh clone.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: install run test lint format clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## Start the service (SQLite in ./data unless DATABASE_URL says otherwise).
+run: $(STAMP)
+	$(BIN)/python -m api serve
+
+## Run the tests. PostgreSQL cases run when TEST_DATABASE_URL is set (skipped otherwise).
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check api db rest_facade graphql_schema tests
+
+format: $(STAMP)
+	$(BIN)/ruff format api db rest_facade graphql_schema tests
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info

@@ -1,0 +1,146 @@
+"""The real process: `python -m api` on a socket, zero configuration, restarts, bad settings."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+_STRIPPED = (
+    "DATABASE_URL",
+    "BETTER_AUTH_SECRET",
+    "APP_ENV",
+    "FRONTEND_URL",
+    "JWT_EXPIRATION_HOURS",
+    "DATA_DIR",
+    "PORT",
+    "HOST",
+)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in _STRIPPED}
+    env["PYTHONPATH"] = str(REPO)
+    env.update(extra)
+    return env
+
+
+@contextmanager
+def service(cwd: Path, **env: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "api"],
+        cwd=cwd,
+        env=clean_env(PORT=str(port), BCRYPT_ROUNDS="4", **env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if proc.poll() is not None:
+                raise AssertionError(proc.stdout.read().decode() if proc.stdout else "exited")
+            try:
+                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError("service did not become healthy in 30 s")
+            time.sleep(0.1)
+        yield base, proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def test_zero_config_start_and_restart_keep_data_and_tokens(tmp_path: Path) -> None:
+    with service(tmp_path) as (base, proc):
+        signup = httpx.post(
+            f"{base}/api/auth/signup", json={"email": "keep@example.com", "password": "password1"}
+        )
+        assert signup.status_code == 201
+        token = signup.json()["token"]
+        headers = {"Authorization": f"Bearer {token}"}
+        created = httpx.post(f"{base}/api/tasks", json={"title": "survive"}, headers=headers)
+        assert created.status_code == 201
+    output = proc.stdout.read().decode() if proc.stdout else ""
+    # SIGTERM is a graceful stop (uvicorn re-raises the signal once it has shut down)
+    assert proc.returncode in (0, -signal.SIGTERM)
+    assert "Application shutdown complete" in output
+    assert "generated a signing secret" in output
+    secret = tmp_path / "data" / "secret.key"
+    assert stat.S_IMODE(secret.stat().st_mode) == 0o600
+    assert (tmp_path / "data" / "todo.db").exists()
+
+    with service(tmp_path) as (base, proc):
+        listed = httpx.get(f"{base}/api/tasks", headers=headers)
+        assert listed.status_code == 200
+        assert [t["title"] for t in listed.json()["tasks"]] == ["survive"]
+        login = httpx.post(
+            f"{base}/api/auth/login", json={"email": "keep@example.com", "password": "password1"}
+        )
+        assert login.status_code == 200
+    output = proc.stdout.read().decode() if proc.stdout else ""
+    assert "generated a signing secret" not in output
+
+
+def test_served_over_a_socket_with_cors(tmp_path: Path) -> None:
+    with service(tmp_path, FRONTEND_URL="http://127.0.0.1:3000") as (base, _proc):
+        response = httpx.options(
+            f"{base}/api/auth/signup",
+            headers={
+                "Origin": "http://127.0.0.1:3000",
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "content-type",
+            },
+        )
+        assert response.status_code == 200
+        assert response.headers["access-control-allow-origin"] == "http://127.0.0.1:3000"
+        assert "server" not in response.headers
+
+
+@pytest.mark.parametrize(
+    "env, name",
+    [
+        ({"JWT_EXPIRATION_HOURS": "soon"}, "JWT_EXPIRATION_HOURS"),
+        ({"BETTER_AUTH_SECRET": "short"}, "BETTER_AUTH_SECRET"),
+        ({"APP_ENV": "production"}, "DATABASE_URL"),
+        ({"DATABASE_URL": "mysql://x@y/z"}, "DATABASE_URL"),
+    ],
+)
+def test_bad_settings_stop_start_up_with_one_line(tmp_path: Path, env: dict, name: str) -> None:
+    for command in (
+        [sys.executable, "-m", "api"],
+        [sys.executable, "-m", "uvicorn", "api.main:app", "--port", "1"],
+    ):
+        result = subprocess.run(
+            command, cwd=tmp_path, env=clean_env(**env), capture_output=True, timeout=60
+        )
+        assert result.returncode == 1, result
+        lines = [line for line in result.stderr.decode().splitlines() if line.strip()]
+        assert len(lines) == 1, lines
+        assert name in lines[0] and lines[0].startswith("configuration error:")
