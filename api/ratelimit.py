@@ -6,6 +6,8 @@ A moving window over the `limits` library's async storage: in memory by default,
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import math
 import time
 
@@ -15,6 +17,10 @@ from limits.storage import storage_from_string
 
 from api.settings import ConfigError
 from graphql_schema.errors import RateLimited
+
+log = logging.getLogger("todo.ratelimit")
+
+STORAGE_TIMEOUT_SECONDS = 1.0
 
 
 class AuthRateLimiter:
@@ -41,9 +47,16 @@ class AuthRateLimiter:
             await self._hit(self._per_email, action, "email", email)
 
     async def _hit(self, limit, action: str, kind: str, key: str) -> None:  # type: ignore[no-untyped-def]
-        if await self._limiter.hit(limit, action, kind, key):
+        try:
+            async with asyncio.timeout(STORAGE_TIMEOUT_SECONDS):
+                if await self._limiter.hit(limit, action, kind, key):
+                    return
+                stats = await self._limiter.get_window_stats(limit, action, kind, key)
+        except Exception as exc:
+            # A shared counter store that is down must not take sign-in down with it: the
+            # attempt is allowed and the outage logged (bcrypt still bounds guessing speed).
+            log.warning("rate-limit storage unavailable, allowing: %s: %s", type(exc).__name__, exc)
             return
-        stats = await self._limiter.get_window_stats(limit, action, kind, key)
         raise RateLimited(retry_after=max(1, math.ceil(stats.reset_time - time.time())))
 
     async def reset(self) -> None:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
+import uuid
 
 import httpx
 import pytest
@@ -178,3 +181,47 @@ async def test_signup_then_everything_with_a_second_client(client: httpx.AsyncCl
     a = await signup(client, "one@example.com")
     b = await signup(client, "two@example.com")
     assert a.id != b.id and a.token != b.token
+
+
+@pytest.fixture
+def redis_url() -> str:
+    url = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+    host_port = url.split("://", 1)[1].split("/", 1)[0]
+    host, _, port = host_port.rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=1).close()
+    except OSError:
+        if os.environ.get("CI"):
+            pytest.fail(f"Redis is not reachable at {url}")
+        pytest.skip(f"Redis is not reachable at {url} (set TEST_REDIS_URL)")
+    return url
+
+
+async def test_rate_limits_shared_through_redis(make_settings, redis_url: str) -> None:
+    """Two instances with one Redis count attempts together."""
+    settings = make_settings(
+        rate_limit_per_address="3/minute",
+        rate_limit_storage_url=redis_url,
+        trusted_proxies="127.0.0.1",
+    )
+    client_ip = f"198.18.{uuid.uuid4().int % 250}.{uuid.uuid4().int % 250}"
+    headers = {"X-Forwarded-For": client_ip}
+    body = {"email": "shared@example.com", "password": "password1"}
+    async with serve(create_app(settings)) as one, serve(create_app(settings), wipe=False) as two:
+        codes = [
+            (await instance.post("/api/auth/login", json=body, headers=headers)).status_code
+            for instance in (one, two, one, two)
+        ]
+    assert codes == [401, 401, 401, 429]
+
+
+async def test_rate_limit_storage_down_fails_open(make_settings) -> None:
+    settings = make_settings(
+        rate_limit_per_address="1/minute", rate_limit_storage_url="redis://127.0.0.1:9/0"
+    )
+    async with serve(create_app(settings)) as client:
+        for _ in range(3):
+            response = await client.post(
+                "/api/auth/login", json={"email": "a@example.com", "password": "password1"}
+            )
+            assert response.status_code == 401

@@ -8,6 +8,7 @@ import socket
 import stat
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -48,7 +49,7 @@ def service(cwd: Path, **env: str) -> Iterator[tuple[str, subprocess.Popen[bytes
     proc = subprocess.Popen(
         [sys.executable, "-m", "api"],
         cwd=cwd,
-        env=clean_env(PORT=str(port), BCRYPT_ROUNDS="4", **env),
+        env=clean_env(**{"PORT": str(port), "BCRYPT_ROUNDS": "4", **env}),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
@@ -144,3 +145,28 @@ def test_bad_settings_stop_start_up_with_one_line(tmp_path: Path, env: dict, nam
         lines = [line for line in result.stderr.decode().splitlines() if line.strip()]
         assert len(lines) == 1, lines
         assert name in lines[0] and lines[0].startswith("configuration error:")
+
+
+def test_graceful_shutdown_finishes_in_flight_requests(tmp_path: Path) -> None:
+    """SIGTERM while a slow request (a costly bcrypt hash) is in flight: it still completes."""
+    with service(tmp_path, BCRYPT_ROUNDS="14") as (base, proc):
+        results: list[httpx.Response] = []
+
+        def slow_signup() -> None:
+            results.append(
+                httpx.post(
+                    f"{base}/api/auth/signup",
+                    timeout=30,
+                    json={"email": "late@example.com", "password": "password1"},
+                )
+            )
+
+        thread = threading.Thread(target=slow_signup)
+        thread.start()
+        time.sleep(0.3)  # the request is being hashed now
+        proc.send_signal(signal.SIGTERM)
+        thread.join(timeout=30)
+        proc.wait(timeout=30)
+    assert len(results) == 1
+    assert results[0].status_code == 201
+    assert results[0].json()["user"]["email"] == "late@example.com"
