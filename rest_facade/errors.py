@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.routing import Match
 
 from graphql_schema.errors import DomainError, ErrorCode, RateLimited
 
@@ -65,12 +66,35 @@ def _http_error(_request: Request, exc: Exception) -> Response:
     return error_response(exc.status, exc.message)
 
 
-def _starlette_http_error(_request: Request, exc: Exception) -> Response:
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method some route serves on this path (Starlette names only the first route's).
+
+    Asks each route whether it would fully match the same request with another method, which
+    works whatever the router nests (FastAPI wraps included routers).
+    """
+    allowed = [
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] is Match.FULL
+            for route in request.app.router.routes
+        )
+    ]
+    return ", ".join(allowed)
+
+
+def _starlette_http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     message = _MESSAGE_BY_STATUS.get(exc.status_code)
     if message is None:
         message = exc.detail if isinstance(exc.detail, str) else "Error"
-    return error_response(exc.status_code, message, dict(exc.headers or {}) or None)
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        headers["Allow"] = _allowed_methods(request)
+    return error_response(exc.status_code, message, headers or None)
 
 
 def _validation_error(_request: Request, _exc: Exception) -> Response:

@@ -61,25 +61,47 @@ def _json_body(schema: dict[str, Any], example: dict[str, Any]) -> dict[str, Any
     }
 
 
-AUTH_BODY = _json_body(
+_NO_NUL = "^[^\\u0000]*$"
+_NOT_BLANK = "^[^\\u0000]*[^\\s\\u0000][^\\u0000]*$"  # some non-space, no NUL anywhere
+SIGNUP_BODY = _json_body(
     {
         "type": "object",
         "required": ["email", "password"],
         "properties": {
-            "email": {"type": "string", "maxLength": 255},
-            "password": {"type": "string", "minLength": 8, "maxLength": 128},
+            "email": {"type": "string", "format": "email", "maxLength": 255},
+            "password": {
+                "type": "string",
+                "minLength": 8,
+                "maxLength": 128,
+                "pattern": _NO_NUL,
+            },
         },
     },
     {"email": "ada@example.com", "password": "correct horse battery"},
 )
+LOGIN_BODY = _json_body(
+    {
+        "type": "object",
+        "required": ["email", "password"],
+        "properties": {
+            "email": {"type": "string", "minLength": 1, "pattern": _NOT_BLANK},
+            "password": {"type": "string", "minLength": 1, "pattern": _NO_NUL},
+        },
+    },
+    {"email": "ada@example.com", "password": "correct horse battery"},
+)
+_TITLE = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": 255,
+    "pattern": _NOT_BLANK,
+}
+_DESCRIPTION = {"type": ["string", "null"], "maxLength": 1000, "pattern": _NO_NUL}
 CREATE_TASK_BODY = _json_body(
     {
         "type": "object",
         "required": ["title"],
-        "properties": {
-            "title": {"type": "string", "maxLength": 255},
-            "description": {"type": ["string", "null"], "maxLength": 1000},
-        },
+        "properties": {"title": _TITLE, "description": _DESCRIPTION},
     },
     {"title": "Buy milk", "description": "Two litres"},
 )
@@ -87,8 +109,8 @@ UPDATE_TASK_BODY = _json_body(
     {
         "type": "object",
         "properties": {
-            "title": {"type": "string", "maxLength": 255},
-            "description": {"type": ["string", "null"], "maxLength": 1000},
+            "title": _TITLE,
+            "description": _DESCRIPTION,
             "completed": {"type": "boolean"},
         },
     },

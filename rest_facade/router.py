@@ -13,8 +13,9 @@ from graphql_schema import operations
 from graphql_schema.validation import MISSING
 from rest_facade.body import read_json_object
 from rest_facade.openapi import (
-    AUTH_BODY,
     CREATE_TASK_BODY,
+    LOGIN_BODY,
+    SIGNUP_BODY,
     UPDATE_TASK_BODY,
     responses,
 )
@@ -32,7 +33,7 @@ def json_response(payload: Any, status: int = 200) -> Response:
     status_code=201,
     summary="Create an account and get a token",
     tags=["auth"],
-    openapi_extra=AUTH_BODY,
+    openapi_extra=SIGNUP_BODY,
     responses=responses(201, 400, 409, 413, 429, 503),
 )
 async def signup(request: Request, services: ServicesDep, address: ClientAddressDep) -> Response:
@@ -50,7 +51,7 @@ async def signup(request: Request, services: ServicesDep, address: ClientAddress
     "/auth/login",
     summary="Exchange email and password for a token",
     tags=["auth"],
-    openapi_extra=AUTH_BODY,
+    openapi_extra=LOGIN_BODY,
     responses=responses(200, 400, 401, 413, 429, 503),
 )
 async def login(request: Request, services: ServicesDep, address: ClientAddressDep) -> Response:

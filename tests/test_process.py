@@ -2,80 +2,18 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import socket
 import stat
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
-_STRIPPED = (
-    "DATABASE_URL",
-    "BETTER_AUTH_SECRET",
-    "APP_ENV",
-    "FRONTEND_URL",
-    "JWT_EXPIRATION_HOURS",
-    "DATA_DIR",
-    "PORT",
-    "HOST",
-)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in _STRIPPED}
-    env["PYTHONPATH"] = str(REPO)
-    env.update(extra)
-    return env
-
-
-@contextmanager
-def service(cwd: Path, **env: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "api"],
-        cwd=cwd,
-        env=clean_env(**{"PORT": str(port), "BCRYPT_ROUNDS": "4", **env}),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if proc.poll() is not None:
-                raise AssertionError(proc.stdout.read().decode() if proc.stdout else "exited")
-            try:
-                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise AssertionError("service did not become healthy in 30 s")
-            time.sleep(0.1)
-        yield base, proc
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+from tests.live import clean_env, service
 
 
 def test_zero_config_start_and_restart_keep_data_and_tokens(tmp_path: Path) -> None:

@@ -241,3 +241,11 @@ async def test_database_down_is_503(make_settings, tmp_path) -> None:
         health = await client.get("/health")
         assert health.status_code == 503
         assert health.json() == {"status": "unhealthy"}
+
+
+async def test_405_lists_every_allowed_method(client: httpx.AsyncClient) -> None:
+    collection = await client.patch("/api/tasks")
+    assert collection.status_code == 405
+    assert set(collection.headers["allow"].split(", ")) == {"GET", "POST"}
+    item = await client.patch(f"/api/tasks/{uuid.uuid4()}")
+    assert set(item.headers["allow"].split(", ")) == {"GET", "PUT", "DELETE"}
