@@ -42,6 +42,7 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 @contextmanager
 def service(cwd: Path, **env: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    cwd.mkdir(parents=True, exist_ok=True)
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "api"],
