@@ -16,6 +16,7 @@ from api.services import Services
 from api.settings import Settings, load_settings
 from db.engine import create_schema
 from graphql_schema import operations
+from graphql_schema.router import build_graphql_router
 from rest_facade.errors import install_error_handlers
 from rest_facade.router import router as rest_router
 
@@ -52,6 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.services = services
     install_error_handlers(app)
     app.include_router(rest_router)
+    app.include_router(build_graphql_router(settings), prefix="/graphql")
 
     @app.get("/health", tags=["operations"], summary="Liveness and database reachability")
     async def health() -> Response:

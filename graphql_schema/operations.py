@@ -11,12 +11,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import delete, exists, insert, select
+from sqlalchemy import Select, and_, delete, exists, func, insert, or_, select, union_all
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -323,6 +323,117 @@ async def delete_task(*, services: Services, caller: Caller, task_id: object) ->
     if result.rowcount == 0:  # type: ignore[attr-defined]
         raise NotFound()
     return task_uuid
+
+
+# --- pages and batches (GraphQL connections and DataLoaders) ---------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TaskPosition:
+    """A place in the newest-first order; a page `after` it starts strictly past it.
+
+    Keyset, not offset: a position stays meaningful when tasks are added or deleted between
+    pages, even when the task it was taken from is gone.
+    """
+
+    created_at: datetime
+    id: uuid.UUID
+
+
+@dataclass(frozen=True, slots=True)
+class TaskPage:
+    tasks: list[TaskRecord]
+    has_next_page: bool
+
+
+def _page_query(
+    owner: Caller, first: int, after: TaskPosition | None, completed: bool | None
+) -> Select:  # type: ignore[type-arg]
+    query = select(*_TASK_COLUMNS).where(Task.user_id == owner.user_id)
+    if completed is not None:
+        query = query.where(Task.completed == completed)
+    if after is not None:
+        query = query.where(
+            or_(
+                Task.created_at < after.created_at,
+                and_(Task.created_at == after.created_at, Task.id < after.id),
+            )
+        )
+    # One row more than asked tells whether another page follows.
+    return query.order_by(Task.created_at.desc(), Task.id.desc()).limit(first + 1)
+
+
+async def load_task_pages(
+    *,
+    services: Services,
+    owners: Sequence[Caller],
+    first: int,
+    after: TaskPosition | None,
+    completed: bool | None,
+) -> dict[uuid.UUID, TaskPage]:
+    """One page of each owner's own tasks, newest first (ties by id), in one statement.
+
+    Each owner gets an `ORDER BY ... LIMIT` branch that the (user_id, created_at, id) index
+    serves and that stops after `first + 1` rows; the branches are joined with UNION ALL. (A
+    window function over `user_id IN (...)` would read every task of every owner first.)
+    """
+    if not owners:
+        return {}
+    branches = [_page_query(owner, first, after, completed) for owner in owners]
+    if len(branches) == 1:
+        statement = branches[0]
+    else:
+        # SQLite refuses ORDER BY/LIMIT directly inside a compound select: wrap each branch.
+        subqueries = [branch.subquery() for branch in branches]
+        statement = union_all(*(select(*sub.c) for sub in subqueries))
+    async with _transaction(services) as session:
+        rows = (await session.execute(statement)).all()
+    by_owner: dict[uuid.UUID, list[TaskRecord]] = {owner.user_id: [] for owner in owners}
+    for row in rows:
+        task = _task(row)
+        by_owner[task.user_id].append(task)
+    pages = {}
+    for user_id, tasks in by_owner.items():
+        # UNION ALL keeps no order across branches; each list is small (first + 1).
+        tasks.sort(key=lambda t: (t.created_at, t.id), reverse=True)
+        pages[user_id] = TaskPage(tasks=tasks[:first], has_next_page=len(tasks) > first)
+    return pages
+
+
+async def count_tasks(
+    *, services: Services, owners: Sequence[Caller], completed: bool | None
+) -> dict[uuid.UUID, int]:
+    """How many tasks each owner has (optionally only completed or open ones)."""
+    if not owners:
+        return {}
+    query = (
+        select(Task.user_id, func.count())
+        .where(Task.user_id.in_([owner.user_id for owner in owners]))
+        .group_by(Task.user_id)
+    )
+    if completed is not None:
+        query = query.where(Task.completed == completed)
+    async with _transaction(services) as session:
+        rows = (await session.execute(query)).all()
+    counts = {owner.user_id: 0 for owner in owners}
+    counts.update({row[0]: row[1] for row in rows})
+    return counts
+
+
+async def load_users_by_ids(
+    *, services: Services, user_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, UserRecord]:
+    """The users that exist among `user_ids`; missing ones are simply absent.
+
+    GraphQL only ever asks for the caller (`me`, the owner of the caller's own tasks).
+    """
+    if not user_ids:
+        return {}
+    async with _transaction(services) as session:
+        rows = (
+            await session.execute(select(User.id, User.email).where(User.id.in_(user_ids)))
+        ).all()
+    return {row[0]: UserRecord(id=row[0], email=row[1]) for row in rows}
 
 
 # --- health -----------------------------------------------------------------------------------

@@ -1,0 +1,172 @@
+"""GraphQL over HTTP at /graphql: Strawberry's FastAPI router with the gaps filled.
+
+What Strawberry 0.341 already does: POST JSON, GET for queries, GraphiQL (with a headers
+editor) for browsers, 400 for malformed requests. What this adds:
+
+- `Accept: application/graphql-response+json` is honoured (GraphQL over HTTP spec): that media
+  type in the response, and 400 for a request that never reached execution (syntax,
+  validation, limits, variable coercion). Those responses carry no `data` key in either media
+  type, as the GraphQL spec asks; with plain `application/json` they stay 200.
+- A rejected request gets a JSON body `{"errors": [{"message": ...}]}` instead of plain text;
+  a mutation over GET is 405 with `Allow: POST`; other methods are 405 too.
+- Bodies over 1 MiB are refused (413) while they stream, as the REST facade does.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from cross_web import HTTPException, StarletteRequestAdapter
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.websockets import WebSocket
+from strawberry.fastapi import GraphQLRouter
+from strawberry.http import GraphQLHTTPResponse
+from strawberry.schema.exceptions import InvalidOperationTypeError
+from strawberry.types import ExecutionResult
+from strawberry.types.unset import UNSET
+
+from api.settings import Settings
+from graphql_schema.context import GraphQLContext, get_context
+from graphql_schema.errors import ErrorCode
+from graphql_schema.extensions import is_presented, present
+from graphql_schema.schema import build_schema
+
+MAX_BODY_BYTES = 1 << 20
+JSON = "application/json"
+GRAPHQL_RESPONSE = "application/graphql-response+json"
+
+
+def response_media_type(accept: str | None) -> str:
+    """The client's preferred of our two media types; plain JSON when it names neither."""
+    quality = {JSON: 0.0, GRAPHQL_RESPONSE: 0.0}
+    for item in (accept or "").split(","):
+        media_range, *params = (part.strip() for part in item.split(";"))
+        q = 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        media_range = media_range.lower()
+        if media_range == GRAPHQL_RESPONSE:
+            quality[GRAPHQL_RESPONSE] = max(quality[GRAPHQL_RESPONSE], q)
+        elif media_range in (JSON, "application/*", "*/*"):
+            quality[JSON] = max(quality[JSON], q)
+    wants_new = quality[GRAPHQL_RESPONSE] > 0 and quality[GRAPHQL_RESPONSE] >= quality[JSON]
+    return GRAPHQL_RESPONSE if wants_new else JSON
+
+
+def _content_type(media_type: str) -> str:
+    return f"{GRAPHQL_RESPONSE}; charset=utf-8" if media_type == GRAPHQL_RESPONSE else JSON
+
+
+def error_response(
+    status: int, message: str, media_type: str = JSON, headers: dict[str, str] | None = None
+) -> Response:
+    body = {
+        "errors": [{"message": message, "extensions": {"code": ErrorCode.BAD_USER_INPUT.value}}]
+    }
+    response = Response(
+        json.dumps(body, separators=(",", ":")), status_code=status, headers=headers
+    )
+    response.headers["content-type"] = _content_type(media_type)
+    return response
+
+
+class BoundedRequestAdapter(StarletteRequestAdapter):
+    """Reads the body with a size cap, so a huge POST never sits in memory whole."""
+
+    def __init__(self, request: Request) -> None:
+        super().__init__(request)
+        self.request = request
+
+    async def get_body(self) -> bytes:
+        declared = self.request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+            raise HTTPException(413, "Request body too large")
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in self.request.stream():
+            size += len(chunk)
+            if size > MAX_BODY_BYTES:
+                raise HTTPException(413, "Request body too large")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+
+def _is_request_error(result: ExecutionResult) -> bool:
+    # Errors raised before any resolver ran have no path (field errors always do).
+    return (
+        result.data is None
+        and bool(result.errors)
+        and all(error.path is None for error in result.errors or ())
+    )
+
+
+class GraphQLHTTPRouter(GraphQLRouter[GraphQLContext, None]):
+    request_adapter_class = BoundedRequestAdapter
+
+    async def run(  # type: ignore[override]
+        self,
+        request: Request | WebSocket,
+        context: GraphQLContext = UNSET,
+        root_value: None = UNSET,
+    ) -> Any:
+        if self.is_websocket_request(request):
+            return await super().run(request, context=context, root_value=root_value)
+        assert isinstance(request, Request)
+        media_type = response_media_type(request.headers.get("accept"))
+        try:
+            response = await super().run(request, context=context, root_value=root_value)
+        except HTTPException as exc:
+            if request.method == "GET" and isinstance(exc.__cause__, InvalidOperationTypeError):
+                return error_response(405, exc.reason, media_type, {"Allow": "POST"})
+            return error_response(exc.status_code, exc.reason, media_type)
+        if isinstance(response, HTMLResponse):  # GraphiQL
+            return response
+        response.headers["content-type"] = _content_type(media_type)
+        if media_type == GRAPHQL_RESPONSE and getattr(request.state, "graphql_rejected", False):
+            response.status_code = 400
+        return response
+
+    async def process_result(  # type: ignore[override]
+        self, request: Request, result: ExecutionResult
+    ) -> GraphQLHTTPResponse:
+        if result.errors and not all(is_presented(error) for error in result.errors):
+            # Only an exception from an extension hook escapes PresentErrors; never show it raw.
+            result.errors = [
+                error if is_presented(error) else present(error) for error in result.errors
+            ]
+        response = await super().process_result(request, result)
+        if _is_request_error(result):
+            response.pop("data", None)
+            request.state.graphql_rejected = True
+        return response
+
+
+async def _method_not_allowed(request: Request) -> Response:
+    media_type = response_media_type(request.headers.get("accept"))
+    return error_response(
+        405, "GraphQL only supports GET and POST requests.", media_type, {"Allow": "GET, POST"}
+    )
+
+
+def build_graphql_router(settings: Settings) -> GraphQLHTTPRouter:
+    """The /graphql endpoint; mount it with `app.include_router(router, prefix="/graphql")`."""
+    introspection = settings.graphql_introspection
+    router = GraphQLHTTPRouter(
+        build_schema(introspection=introspection),
+        context_getter=get_context,
+        # Without introspection GraphiQL could not load the schema; hide it as well.
+        graphql_ide="graphiql" if introspection else None,
+        # The SDL in specs/ documents this endpoint; the OpenAPI document is the REST facade's.
+        include_in_schema=False,
+    )
+    router.add_api_route(
+        "", _method_not_allowed, methods=["PUT", "PATCH", "DELETE"], include_in_schema=False
+    )
+    return router

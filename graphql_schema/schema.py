@@ -1,0 +1,163 @@
+"""The GraphQL schema: root fields that translate arguments, call one operation, wrap records.
+
+Every root field except `signup` and `login` starts with `info.context.caller()`, which
+raises UNAUTHENTICATED (`Unauthorized`) without a valid token; tests check that for every
+field of the schema, so a new field cannot forget it silently.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+import strawberry
+from graphql import GraphQLError
+from strawberry.schema.config import StrawberryConfig
+from strawberry.types import ExecutionContext
+from strawberry.types.unset import UNSET
+
+from graphql_schema import operations
+from graphql_schema.context import GraphQLInfo
+from graphql_schema.errors import NotFound, Unauthenticated
+from graphql_schema.extensions import is_unexpected, schema_extensions
+from graphql_schema.pagination import DEFAULT_PAGE_SIZE
+from graphql_schema.types import (
+    AfterArgument,
+    AuthPayload,
+    CompletedArgument,
+    CreateTaskInput,
+    DateTimeScalar,
+    FirstArgument,
+    Task,
+    TaskConnection,
+    UpdateTaskInput,
+    User,
+    task_connection,
+)
+from graphql_schema.validation import MISSING
+
+log = logging.getLogger("todo.graphql")
+
+
+@strawberry.type
+class Query:
+    @strawberry.field(description="The caller's account.")
+    async def me(self, info: GraphQLInfo) -> User:
+        caller = await info.context.caller()
+        # Through the loader, so `me` and every task's `owner` share one query.
+        record = await info.context.loaders.users.load(caller.user_id)
+        if record is None:  # the account was deleted after its token was checked
+            raise Unauthenticated()
+        return User.from_record(record)
+
+    @strawberry.field(
+        description="One of the caller's tasks; null (no error) when missing, another "
+        "user's, or not a UUID."
+    )
+    async def task(self, info: GraphQLInfo, id: strawberry.ID) -> Task | None:
+        caller = await info.context.caller()
+        try:
+            record = await operations.get_task(
+                services=info.context.services, caller=caller, task_id=id
+            )
+        except NotFound:
+            return None
+        return Task.from_record(record)
+
+    @strawberry.field(description="The caller's tasks, newest first (ties broken by id).")
+    async def tasks(
+        self,
+        info: GraphQLInfo,
+        first: FirstArgument = DEFAULT_PAGE_SIZE,
+        after: AfterArgument = UNSET,
+        completed: CompletedArgument = UNSET,
+    ) -> TaskConnection:
+        caller = await info.context.caller()
+        return await task_connection(info.context, caller, first, after, completed)
+
+
+@strawberry.type
+class Mutation:
+    @strawberry.mutation(description="Create an account; the email is trimmed and lower-cased.")
+    async def signup(self, info: GraphQLInfo, email: str, password: str) -> AuthPayload:
+        result = await operations.signup(
+            services=info.context.services,
+            client_address=info.context.client_address,
+            email=email,
+            password=password,
+        )
+        return AuthPayload.from_result(result)
+
+    @strawberry.mutation(description="Exchange email and password for a token.")
+    async def login(self, info: GraphQLInfo, email: str, password: str) -> AuthPayload:
+        result = await operations.login(
+            services=info.context.services,
+            client_address=info.context.client_address,
+            email=email,
+            password=password,
+        )
+        return AuthPayload.from_result(result)
+
+    @strawberry.mutation(description="Create a task for the caller.")
+    async def create_task(self, info: GraphQLInfo, input: CreateTaskInput) -> Task:
+        caller = await info.context.caller()
+        record = await operations.create_task(
+            services=info.context.services,
+            caller=caller,
+            title=input.title,
+            description=MISSING if input.description is UNSET else input.description,
+        )
+        info.context.loaders.forget_tasks()
+        return Task.from_record(record)
+
+    @strawberry.mutation(description="Change any of title, description, completed.")
+    async def update_task(
+        self, info: GraphQLInfo, id: strawberry.ID, input: UpdateTaskInput
+    ) -> Task:
+        caller = await info.context.caller()
+        record = await operations.update_task(
+            services=info.context.services,
+            caller=caller,
+            task_id=id,
+            fields=input.present_fields(),
+        )
+        info.context.loaders.forget_tasks()
+        return Task.from_record(record)
+
+    @strawberry.mutation(description="Delete one of the caller's tasks; returns its id.")
+    async def delete_task(self, info: GraphQLInfo, id: strawberry.ID) -> strawberry.ID:
+        caller = await info.context.caller()
+        deleted = await operations.delete_task(
+            services=info.context.services, caller=caller, task_id=id
+        )
+        info.context.loaders.forget_tasks()
+        return strawberry.ID(str(deleted))
+
+
+class TodoSchema(strawberry.Schema):
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        """Log what will be masked, with its stack; known errors are the client's business."""
+        for error in errors:
+            if is_unexpected(error):
+                log.error(
+                    "unexpected error in GraphQL field %s",
+                    ".".join(str(p) for p in error.path or ()) or "(operation)",
+                    exc_info=error.original_error or error,
+                )
+            else:
+                log.debug("GraphQL error: %s", error.message)
+
+
+def build_schema(*, introspection: bool = True) -> TodoSchema:
+    return TodoSchema(
+        query=Query,
+        mutation=Mutation,
+        extensions=schema_extensions(introspection=introspection),
+        config=StrawberryConfig(
+            scalar_map={datetime: DateTimeScalar},
+            # "Did you mean ...?" would reveal field names that introspection hides.
+            disable_field_suggestions=not introspection,
+        ),
+    )
