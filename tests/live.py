@@ -40,23 +40,36 @@ def clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def service_log(proc: subprocess.Popen[bytes]) -> str:
+    """Everything the service printed so far (it writes to a file, never a pipe nobody reads)."""
+    return Path(proc.log_path).read_text(errors="replace")  # type: ignore[attr-defined]
+
+
 @contextmanager
 def service(cwd: Path, **env: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """`python -m api` on a free port; its output goes to `cwd/service-<port>.log`.
+
+    Not a pipe: a chatty server would fill an unread pipe's buffer and block on its next log
+    line, stalling every request.
+    """
     cwd.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "api"],
-        cwd=cwd,
-        env=clean_env(**{"PORT": str(port), "BCRYPT_ROUNDS": "4", **env}),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
+    log_path = cwd / f"service-{port}.log"
+    with open(log_path, "wb") as sink:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "api"],
+            cwd=cwd,
+            env=clean_env(**{"PORT": str(port), "BCRYPT_ROUNDS": "4", **env}),
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    proc.log_path = log_path  # type: ignore[attr-defined]
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
         while True:
             if proc.poll() is not None:
-                raise AssertionError(proc.stdout.read().decode() if proc.stdout else "exited")
+                raise AssertionError(service_log(proc))
             try:
                 if httpx.get(f"{base}/health", timeout=1).status_code == 200:
                     break

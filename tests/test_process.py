@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.live import clean_env, service
+from tests.live import clean_env, service, service_log
 
 
 def test_zero_config_start_and_restart_keep_data_and_tokens(tmp_path: Path) -> None:
@@ -26,7 +26,7 @@ def test_zero_config_start_and_restart_keep_data_and_tokens(tmp_path: Path) -> N
         headers = {"Authorization": f"Bearer {token}"}
         created = httpx.post(f"{base}/api/tasks", json={"title": "survive"}, headers=headers)
         assert created.status_code == 201
-    output = proc.stdout.read().decode() if proc.stdout else ""
+    output = service_log(proc)
     # SIGTERM is a graceful stop (uvicorn re-raises the signal once it has shut down)
     assert proc.returncode in (0, -signal.SIGTERM)
     assert "Application shutdown complete" in output
@@ -43,7 +43,7 @@ def test_zero_config_start_and_restart_keep_data_and_tokens(tmp_path: Path) -> N
             f"{base}/api/auth/login", json={"email": "keep@example.com", "password": "password1"}
         )
         assert login.status_code == 200
-    output = proc.stdout.read().decode() if proc.stdout else ""
+    output = service_log(proc)
     assert "generated a signing secret" not in output
 
 
