@@ -1,6 +1,15 @@
 # syntax=docker/dockerfile:1
 # Multi-stage: dependencies are built in a throwaway stage; the runtime image holds only the
-# virtual environment with the service's runtime dependencies, and runs as a non-root user.
+# virtual environment with the service's runtime dependencies (migrations included: they ship
+# inside the `db` package), and runs as a non-root user.
+#
+#   docker build -t todo-service .
+#   docker run --rm --env-file prod.env todo-service todo-api migrate    # one-off, each release
+#   docker run -p 8000:8000 --env-file prod.env todo-service            # todo-api serve
+#
+# APP_ENV=production: DATABASE_URL and BETTER_AUTH_SECRET are required, tables are never
+# created at start-up (DB_AUTO_MIGRATE defaults to false), logs are JSON lines.
+# tests/test_dockerfile.py rebuilds this runtime environment without Docker and runs it.
 
 FROM python:3.11-slim AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
@@ -17,13 +26,16 @@ RUN pip install .
 FROM python:3.11-slim AS runtime
 RUN useradd --create-home --uid 10001 app && mkdir /data && chown app /data
 COPY --from=build /opt/venv /opt/venv
+# WEB_CONCURRENCY workers share their metrics through PROMETHEUS_MULTIPROC_DIR (emptied by
+# `todo-api serve` at start-up), so /metrics sums all of them.
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     APP_ENV=production \
     HOST=0.0.0.0 \
     PORT=8000 \
     WEB_CONCURRENCY=2 \
-    DATA_DIR=/data
+    DATA_DIR=/data \
+    PROMETHEUS_MULTIPROC_DIR=/tmp/todo-metrics
 USER app
 WORKDIR /home/app
 EXPOSE 8000

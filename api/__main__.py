@@ -1,31 +1,60 @@
-"""`python -m api` (or `todo-api`): start the service with uvicorn."""
+"""`python -m api` (or `todo-api`): serve (the default), migrate, export-schema.
+
+    todo-api [serve]                    run the HTTP server (uvicorn, WEB_CONCURRENCY workers)
+    todo-api migrate [--revision REV]   upgrade the database to the latest revision (or REV)
+    todo-api migrate downgrade REV      revert to REV (`base`: no tables, `-1`: one step)
+    todo-api migrate current            print the database's revision
+    todo-api migrate revision -m MSG [--autogenerate]   write a new revision (developers)
+    todo-api export-schema              print the GraphQL schema (SDL)
+
+A bad setting prints one line naming it and exits 1, as does a failed migration.
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import sys
+from typing import TYPE_CHECKING
 
-import uvicorn
+from api.settings import ConfigError, Settings, load_settings
 
-from api.settings import ConfigError, load_settings
+if TYPE_CHECKING:
+    from db.migrations import UpgradeResult
+    from db.url import DatabaseTarget
+
+log = logging.getLogger("todo.cli")
+
+
+def _settings_or_none() -> Settings | None:
+    try:
+        return load_settings()
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return None
 
 
 def _serve() -> int:
-    try:
-        settings = load_settings()
-    except ConfigError as exc:
-        print(f"configuration error: {exc}", file=sys.stderr)
+    settings = _settings_or_none()
+    if settings is None:
         return 1
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    import uvicorn
+
+    from api.logging import logging_config
+    from api.metrics import prepare_multiprocess_dir
+
+    if settings.metrics_enabled:
+        prepare_multiprocess_dir()
     uvicorn.run(
         "api.main:app",
         host=settings.host,
         port=settings.port,
         workers=settings.web_concurrency,
         log_level=settings.log_level,
+        # Applied in every worker process; api.logging's request log replaces uvicorn's.
+        log_config=logging_config(settings),
+        access_log=False,
         # X-Forwarded-For is honoured by the app only from TRUSTED_PROXIES.
         proxy_headers=False,
         server_header=False,
@@ -34,15 +63,124 @@ def _serve() -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def _report(database: DatabaseTarget, result: UpgradeResult) -> None:
+    print(
+        f"database {database.describe()} at revision {result.after or 'base'}"
+        f" (was {result.before or 'base'})"
+    )
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    action = args.action or "upgrade"
+    if args.revision_option is not None and (action != "upgrade" or getattr(args, "to", None)):
+        print("migrate: --revision is the target of a plain `migrate` only", file=sys.stderr)
+        return 2
+    settings = _settings_or_none()
+    if settings is None:
+        return 1
+    from alembic.util import CommandError
+
+    from api.logging import configure_logging
+    from db import migrations
+
+    try:
+        database = migrations.target_from_settings(settings)
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 1
+    configure_logging(settings, migrations_verbose=True)
+    try:
+        if action == "upgrade":
+            revision = args.revision_option or getattr(args, "to", None) or "head"
+            result = asyncio.run(migrations.upgrade(database, revision))
+            _report(database, result)
+        elif action == "downgrade":
+            result = asyncio.run(migrations.downgrade(database, args.to))
+            _report(database, result)
+        elif action == "current":
+            current = asyncio.run(migrations.current_revision(database))
+            head = migrations.head_revision()
+            print(f"{current or 'base'}{' (head)' if current == head else ''}")
+        else:  # revision
+            paths = asyncio.run(
+                migrations.create_revision(database, args.message, autogenerate=args.autogenerate)
+            )
+            for path in paths:
+                print(path)
+    except CommandError as exc:
+        print(f"migrate: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:
+        log.debug("migration failed", exc_info=True)
+        print(f"migrate failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _export_schema(extra: list[str]) -> int:
+    try:
+        # Imported here: the GraphQL schema is not needed to serve help, and may be absent.
+        from graphql_schema.export import main as export_main
+    except ModuleNotFoundError as exc:
+        if exc.name != "graphql_schema.export":
+            raise
+        print("export-schema: this build has no graphql_schema.export", file=sys.stderr)
+        return 1
+    saved_argv = sys.argv
+    sys.argv = ["todo-api export-schema", *extra]
+    try:
+        result = export_main()
+    finally:
+        sys.argv = saved_argv
+    return result if isinstance(result, int) else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="todo-api", description="The Todo service.")
-    sub = parser.add_subparsers(dest="command")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.add_parser("serve", help="run the HTTP server (the default)")
-    args = parser.parse_args(argv)
+
+    migrate = sub.add_parser(
+        "migrate",
+        help="apply database migrations (upgrade to the latest revision by default)",
+        description="Apply database migrations to DATABASE_URL (or the default SQLite file). "
+        "Takes the service's environment.",
+    )
+    migrate.add_argument(
+        "--revision",
+        dest="revision_option",
+        metavar="REV",
+        help="upgrade to this revision instead of the latest (head)",
+    )
+    actions = migrate.add_subparsers(dest="action", metavar="ACTION")
+    upgrade = actions.add_parser("upgrade", help="upgrade to REV (default: head)")
+    upgrade.add_argument("to", nargs="?", metavar="REV", help="target revision (default: head)")
+    downgrade = actions.add_parser("downgrade", help="revert to REV (base: everything)")
+    downgrade.add_argument("to", metavar="REV", help="target revision: base, -1, or an id")
+    actions.add_parser("current", help="print the database's revision ('(head)' when latest)")
+    revision = actions.add_parser("revision", help="write a new revision file (developers)")
+    revision.add_argument("-m", "--message", required=True, help="what the revision does")
+    revision.add_argument(
+        "--autogenerate",
+        action="store_true",
+        help="fill it with what the models add over the database (which must be at head)",
+    )
+
+    # Its arguments, if any, belong to graphql_schema.export (see main).
+    sub.add_parser("export-schema", help="print the GraphQL schema (SDL)", add_help=False)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "export-schema":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command in (None, "serve"):
         return _serve()
-    parser.error(f"unknown command {args.command}")
-    return 2
+    if args.command == "migrate":
+        return _migrate(args)
+    return _export_schema(extra)
 
 
 if __name__ == "__main__":

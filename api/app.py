@@ -11,10 +11,12 @@ from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import Response
 
+from api.logging import RequestLogMiddleware
+from api.metrics import install_metrics
 from api.middleware import ServiceMiddleware
 from api.services import Services
 from api.settings import Settings, load_settings
-from db.engine import create_schema
+from db.migrations import prepare_schema
 from graphql_schema import operations
 from graphql_schema.router import build_graphql_router
 from rest_facade.errors import install_error_handlers
@@ -32,7 +34,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         log.info("database: %s", services.database.describe())
         try:
-            await create_schema(services.engine)
+            # Migrations (db/migrations): applied when DB_AUTO_MIGRATE, else only checked.
+            await prepare_schema(services.database, auto_migrate=settings.auto_migrate)
         except Exception as exc:  # the service still starts; /health and 503s say why
             log.error("could not prepare the database schema: %s: %s", type(exc).__name__, exc)
         try:
@@ -73,4 +76,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         allow_headers=["Authorization", "Content-Type"],
         max_age=600,
     )
+    # Observability (api/metrics.py, api/logging.py): outside CORS, the request log outermost,
+    # so every response is counted and logged and carries X-Request-ID.
+    if settings.metrics_enabled:
+        install_metrics(app, engine=services.engine)
+    app.add_middleware(RequestLogMiddleware)
     return app

@@ -57,6 +57,11 @@ class Settings(BaseSettings):
 
     graphql_introspection: bool = True
 
+    # Operations (README: Migrations, Logs, Metrics). None means "the default for APP_ENV".
+    db_auto_migrate: bool | None = None  # migrate at start-up: on in development, off in production
+    log_format: Literal["json", "text"] | None = None  # json in production, text in development
+    metrics_enabled: bool = True  # GET /metrics in Prometheus text format
+
     @field_validator("app_env", "log_level", mode="before")
     @classmethod
     def _lower(cls, value: object) -> object:
@@ -69,9 +74,27 @@ class Settings(BaseSettings):
             return None
         return value.strip() if isinstance(value, str) else value
 
+    @field_validator("db_auto_migrate", "log_format", mode="before")
+    @classmethod
+    def _blank_is_default(cls, value: object) -> object:
+        if isinstance(value, str):
+            return value.strip().lower() or None
+        return value
+
     @property
     def is_production(self) -> bool:
         return self.app_env == "production"
+
+    @property
+    def auto_migrate(self) -> bool:
+        """DB_AUTO_MIGRATE, else on in development only: production migrates as a one-off step."""
+        return not self.is_production if self.db_auto_migrate is None else self.db_auto_migrate
+
+    @property
+    def effective_log_format(self) -> Literal["json", "text"]:
+        if self.log_format is not None:
+            return self.log_format
+        return "json" if self.is_production else "text"
 
     @property
     def cors_origins(self) -> list[str]:

@@ -1,0 +1,303 @@
+"""Prometheus metrics at `GET /metrics` (text format), one CollectorRegistry per app.
+
+What is measured:
+- `todo_http_requests_total{method,route,status}` and
+  `todo_http_request_duration_seconds{method,route}`: `route` is the route template
+  (`/api/tasks/{task_id}`), never the raw path, so ids and probes of unknown paths
+  (`unmatched`) cannot grow the number of series; unusual methods count as `other`.
+- `todo_db_pool_connections_in_use` and `todo_db_pool_size`: the database connection pool.
+- `todo_graphql_operations_total{operation,outcome}`, fed by `record_graphql_operation`.
+- Process CPU, memory and garbage collection (single-process mode).
+
+Several workers (`WEB_CONCURRENCY` > 1) are separate processes: set `PROMETHEUS_MULTIPROC_DIR`
+(in the environment, not `.env`: prometheus_client reads it when imported) to a directory the
+workers share; `python -m api serve` empties it at start-up, and every scrape then sums all
+workers. Without it, each scrape shows only the worker that answered.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import re
+import time
+from collections.abc import Iterable, Sequence
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any
+
+from fastapi import routing as fastapi_routing
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client import multiprocess as prometheus_multiprocess
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, WebSocketRoute
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+__all__ = [
+    "AppMetrics",
+    "MetricsMiddleware",
+    "install_metrics",
+    "prepare_multiprocess_dir",
+    "record_graphql_operation",
+]
+
+MULTIPROCESS_DIR: str | None = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+
+_KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+UNMATCHED_ROUTE = "unmatched"
+
+_GRAPHQL_NAME = re.compile(r"[_A-Za-z][_0-9A-Za-z]{0,63}")
+_OUTCOME = re.compile(r"[a-z][a-z0-9_]{0,31}")
+# Operation names come from clients: past this many distinct names, new ones count as "other".
+MAX_GRAPHQL_OPERATION_NAMES = 100
+
+_current: ContextVar[AppMetrics | None] = ContextVar("todo_metrics", default=None)
+
+
+def record_graphql_operation(name: str | None, outcome: str) -> None:
+    """Count one executed GraphQL operation in the metrics of the app serving this request.
+
+    `name` is the operation name the client gave (None when anonymous); `outcome` is a short
+    lower-case word such as "ok" or an error code ("bad_user_input"; upper case is folded).
+    Outside a request served by an app with metrics (METRICS_ENABLED=false, a bare schema in a
+    test) this does nothing.
+    """
+    metrics = _current.get()
+    if metrics is not None:
+        metrics.record_graphql(name, outcome)
+
+
+class AppMetrics:
+    def __init__(self, *, engine: AsyncEngine | None = None) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        registry = self.registry
+        self.requests = Counter(
+            "todo_http_requests_total",
+            "HTTP requests by method, route template and status.",
+            ["method", "route", "status"],
+            registry=registry,
+        )
+        self.latency = Histogram(
+            "todo_http_request_duration_seconds",
+            "Time to answer an HTTP request, by method and route template.",
+            ["method", "route"],
+            registry=registry,
+        )
+        self.pool_in_use = Gauge(
+            "todo_db_pool_connections_in_use",
+            "Database connections checked out of the pool.",
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
+        self.pool_size = Gauge(
+            "todo_db_pool_size",
+            "Connections the database pool keeps (it may open DB_MAX_OVERFLOW more).",
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
+        self.graphql_operations = Counter(
+            "todo_graphql_operations_total",
+            "GraphQL operations by operation name and outcome.",
+            ["operation", "outcome"],
+            registry=registry,
+        )
+        self._request_series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self._operation_names: set[str] = set()
+        if MULTIPROCESS_DIR is None:
+            ProcessCollector(registry=registry)
+            PlatformCollector(registry=registry)
+            GCCollector(registry=registry)
+        else:
+            Path(MULTIPROCESS_DIR).mkdir(parents=True, exist_ok=True)
+            _forget_this_process_at_exit()
+        if engine is not None:
+            self.watch_pool(engine)
+
+    def watch_pool(self, engine: AsyncEngine) -> None:
+        size = getattr(engine.pool, "size", None)
+        self.pool_size.set(size() if callable(size) else 0)
+        in_use = self.pool_in_use
+        # Every checkout has its checkin (also for an invalidated connection).
+        event.listen(engine.sync_engine, "checkout", lambda *_: in_use.inc())
+        event.listen(engine.sync_engine, "checkin", lambda *_: in_use.dec())
+
+    def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
+        key = (method, route, status)
+        series = self._request_series.get(key)
+        if series is None:
+            series = (
+                self.requests.labels(method, route, str(status)),
+                self.latency.labels(method, route),
+            )
+            self._request_series[key] = series
+        series[0].inc()
+        series[1].observe(seconds)
+
+    def record_graphql(self, name: str | None, outcome: str) -> None:
+        if name is None or name == "":
+            operation = "anonymous"
+        elif _GRAPHQL_NAME.fullmatch(name) is None:
+            operation = "other"
+        elif name in self._operation_names:
+            operation = name
+        elif len(self._operation_names) < MAX_GRAPHQL_OPERATION_NAMES:
+            self._operation_names.add(name)
+            operation = name
+        else:
+            operation = "other"
+        folded = outcome.lower() if isinstance(outcome, str) else ""
+        self.graphql_operations.labels(
+            operation, folded if _OUTCOME.fullmatch(folded) else "other"
+        ).inc()
+
+    def exposition(self) -> bytes:
+        if MULTIPROCESS_DIR is None:
+            return generate_latest(self.registry)
+        registry = CollectorRegistry()
+        prometheus_multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry)
+
+    async def endpoint(self, _request: Request) -> Response:
+        return Response(self.exposition(), media_type=CONTENT_TYPE_LATEST)
+
+
+class RouteTemplates:
+    """Finds the template of the route a request is for, from the app's own route table.
+
+    The router's result is not used: FastAPI (0.165+) leaves `scope["route"]` unset for
+    plain routes and without the include prefix for included routers, and requests the
+    router never sees (preflights answered by CORS) still deserve a label. The table is built
+    on first use and again whenever routes were added.
+    """
+
+    def __init__(self, routes: Sequence[BaseRoute]) -> None:
+        self._routes = routes
+        self._size = -1
+        self._table: list[tuple[re.Pattern[str], str, frozenset[str] | None]] = []
+
+    def _build(self) -> None:
+        table = []
+        for route in _flattened(self._routes):
+            if isinstance(getattr(route, "original_route", route), WebSocketRoute):
+                continue
+            regex = getattr(route, "path_regex", None)
+            template = getattr(route, "path_format", None)
+            if isinstance(regex, re.Pattern) and isinstance(template, str) and template:
+                methods = getattr(route, "methods", None)
+                table.append((regex, template, frozenset(methods) if methods else None))
+        self._table = table
+        self._size = len(self._routes)
+
+    def __call__(self, scope: Scope) -> str:
+        if len(self._routes) != self._size:
+            self._build()
+        path: str = scope["path"]
+        root_path: str = scope.get("root_path", "")
+        if root_path and path.startswith(root_path):
+            path = path[len(root_path) :] or "/"
+        if len(path) > 1 and path.endswith("/"):
+            path = path.rstrip("/") or "/"  # api.middleware serves /x/ as /x
+        method = scope.get("method")
+        partial = None
+        for regex, template, methods in self._table:
+            if regex.match(path) is not None:
+                if methods is None or method in methods:
+                    return template
+                partial = partial or template  # a 405, or a preflight, for this route
+        return partial or UNMATCHED_ROUTE
+
+
+def _flattened(routes: Sequence[BaseRoute]) -> Iterable[Any]:
+    # FastAPI 0.165+ keeps included routers lazily; this public helper yields their routes
+    # with the full path (prefix included). Older versions copy them into the app's routes.
+    iter_route_contexts = getattr(fastapi_routing, "iter_route_contexts", None)
+    return iter_route_contexts(routes) if iter_route_contexts is not None else routes
+
+
+class MetricsMiddleware:
+    """Pure ASGI: times and counts every HTTP request; binds the app's metrics to the request
+    (and to websocket connections) for `record_graphql_operation`."""
+
+    def __init__(self, app: ASGIApp, *, metrics: AppMetrics, routes: Sequence[BaseRoute]) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.route_template = RouteTemplates(routes)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind != "http":
+            if kind == "websocket":
+                token = _current.set(self.metrics)
+                try:
+                    await self.app(scope, receive, send)
+                finally:
+                    _current.reset(token)
+            else:
+                await self.app(scope, receive, send)
+            return
+        token = _current.set(self.metrics)
+        status = 500  # what the client gets when nothing was sent
+        started = time.perf_counter()
+
+        async def send_with_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_status)
+        finally:
+            method = scope["method"]
+            self.metrics.observe_request(
+                method if method in _KNOWN_METHODS else "other",
+                self.route_template(scope),
+                status,
+                time.perf_counter() - started,
+            )
+            _current.reset(token)
+
+
+def install_metrics(app: Any, *, engine: AsyncEngine | None) -> AppMetrics:
+    """Serve `GET /metrics` and count requests. Add it after CORSMiddleware (so outside it:
+    preflights count too) and before the request log (which stays outermost)."""
+    metrics = AppMetrics(engine=engine)
+    app.add_route("/metrics", metrics.endpoint, methods=["GET"], include_in_schema=False)
+    app.add_middleware(MetricsMiddleware, metrics=metrics, routes=app.router.routes)
+    app.state.metrics = metrics
+    return metrics
+
+
+def prepare_multiprocess_dir() -> None:
+    """Before the workers start: empty PROMETHEUS_MULTIPROC_DIR of a previous run's files."""
+    if MULTIPROCESS_DIR is None:
+        return
+    directory = Path(MULTIPROCESS_DIR)
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob("*.db"):
+        stale.unlink(missing_ok=True)
+
+
+_forgetting = False
+
+
+def _forget_this_process_at_exit() -> None:
+    # A worker's "live" gauges (the pool) must stop counting once it has exited.
+    global _forgetting
+    if not _forgetting:
+        _forgetting = True
+        pid = os.getpid()
+        atexit.register(prometheus_multiprocess.mark_process_dead, pid, MULTIPROCESS_DIR)
