@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install run test lint format clean
+.PHONY: install run test lint format migrate clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,10 @@ run: $(STAMP)
 ## Run the tests. PostgreSQL cases run when TEST_DATABASE_URL is set (skipped otherwise).
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## Apply the database migrations (DATABASE_URL, or the SQLite default).
+migrate: $(STAMP)
+	$(BIN)/python -m api migrate
 
 lint: $(STAMP)
 	$(BIN)/ruff check api db rest_facade graphql_schema tests

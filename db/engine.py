@@ -12,7 +12,6 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from db.models import Base
 from db.url import DatabaseTarget
 
 
@@ -37,7 +36,9 @@ def build_engine(
         target.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
         # One connection: SQLite allows one writer at a time, and queueing in the pool is
         # better than "database is locked" under concurrent writes.
-        engine = create_async_engine(target.url, pool_size=1, max_overflow=0, pool_timeout=30.0)
+        engine = create_async_engine(
+            target.url, pool_size=1, max_overflow=0, pool_timeout=30.0, hide_parameters=True
+        )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
     return create_async_engine(
@@ -48,13 +49,9 @@ def build_engine(
         pool_timeout=pool_timeout,
         pool_pre_ping=True,  # recover by itself after the database restarts
         pool_recycle=300,  # Neon and proxies close idle connections
+        hide_parameters=True,  # emails and password hashes stay out of logged errors
     )
 
 
 def build_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
-
-
-async def create_schema(engine: AsyncEngine) -> None:
-    async with engine.begin() as conn:
-        await conn.run_sync(Base.metadata.create_all)

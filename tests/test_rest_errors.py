@@ -249,3 +249,16 @@ async def test_405_lists_every_allowed_method(client: httpx.AsyncClient) -> None
     assert set(collection.headers["allow"].split(", ")) == {"GET", "POST"}
     item = await client.patch(f"/api/tasks/{uuid.uuid4()}")
     assert set(item.headers["allow"].split(", ")) == {"GET", "PUT", "DELETE"}
+
+
+async def test_database_errors_never_carry_parameters(app, client: httpx.AsyncClient) -> None:
+    """An unexpected database error is logged with its stack; its text must not hold values."""
+    from sqlalchemy.exc import DBAPIError
+
+    with pytest.raises(DBAPIError) as caught:
+        async with app.state.services.engine.connect() as conn:
+            await conn.execute(
+                text("SELECT * FROM no_such_table WHERE email = :email"),
+                {"email": "secret-address@example.com"},
+            )
+    assert "secret-address" not in str(caught.value)
