@@ -38,9 +38,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await prepare_schema(services.database, auto_migrate=settings.auto_migrate)
         except Exception as exc:  # the service still starts; /health and 503s say why
             log.error("could not prepare the database schema: %s: %s", type(exc).__name__, exc)
+        # Live updates (api/events.py): LISTEN on PostgreSQL; never fails start-up.
+        await services.events.start()
         try:
             yield
         finally:
+            await services.events.stop()
             await services.aclose()
 
     app = FastAPI(

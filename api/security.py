@@ -70,6 +70,10 @@ class TokenService:
 
     def verify(self, token: str) -> uuid.UUID:
         """The user id a valid token names; Unauthenticated for every way a token can fail."""
+        return self.verify_until(token)[0]
+
+    def verify_until(self, token: str) -> tuple[uuid.UUID, datetime]:
+        """`verify`, and when the token expires (a WebSocket connection ends then)."""
         try:
             claims = jwt.decode(
                 token,
@@ -83,9 +87,14 @@ class TokenService:
         if not isinstance(subject, str):
             raise Unauthenticated()
         try:
-            return uuid.UUID(subject)
+            user_id = uuid.UUID(subject)
         except ValueError:
             raise Unauthenticated() from None
+        try:
+            expires_at = datetime.fromtimestamp(claims["exp"], UTC)
+        except (OverflowError, OSError, ValueError, TypeError):  # far beyond any calendar
+            expires_at = datetime.max.replace(tzinfo=UTC)
+        return user_id, expires_at
 
 
 def bearer_token(authorization: str | None) -> str:

@@ -1,4 +1,5 @@
-"""What every operation needs, built once per app: the database, hashing, tokens, limits."""
+"""What every operation needs, built once per app: the database, hashing, tokens, limits,
+live task events."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from api.events import EventBus, build_event_bus
 from api.ratelimit import AuthRateLimiter
 from api.security import PasswordHasher, TokenService
 from api.settings import Settings, resolve_secret
@@ -25,6 +27,7 @@ class Services:
     passwords: PasswordHasher
     tokens: TokenService
     limiter: AuthRateLimiter
+    events: EventBus  # started and stopped by the app's lifespan
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Services:
@@ -48,14 +51,16 @@ class Services:
             max_overflow=settings.db_max_overflow,
             pool_timeout=settings.db_connect_timeout,
         )
+        sessions = build_sessionmaker(engine)
         return cls(
             settings=settings,
             database=database,
             engine=engine,
-            sessions=build_sessionmaker(engine),
+            sessions=sessions,
             passwords=PasswordHasher(settings.bcrypt_rounds),
             tokens=TokenService(secret, settings.jwt_expiration_hours),
             limiter=limiter,
+            events=build_event_bus(settings, database, engine, sessions),
         )
 
     async def aclose(self) -> None:

@@ -57,6 +57,13 @@ class Settings(BaseSettings):
 
     graphql_introspection: bool = True
 
+    # Live updates (README: Live updates; api/events.py). Caps are per instance.
+    subscriptions_per_connection: int = Field(default=5, ge=1, le=100)
+    subscriptions_per_user: int = Field(default=20, ge=1, le=10_000)
+    subscription_queue_size: int = Field(default=100, ge=1, le=10_000)  # events not yet sent
+    ws_keepalive_seconds: float = Field(default=15.0, gt=0, le=300)  # ping on every socket
+    events_database_url: str | None = None  # direct PostgreSQL URL for LISTEN (not PgBouncer)
+
     # Operations (README: Migrations, Logs, Metrics). None means "the default for APP_ENV".
     db_auto_migrate: bool | None = None  # migrate at start-up: on in development, off in production
     log_format: Literal["json", "text"] | None = None  # json in production, text in development

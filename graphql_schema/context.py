@@ -1,18 +1,23 @@
-"""The typed GraphQL context, built once per HTTP request by a FastAPI dependency."""
+"""The typed GraphQL context, built by a FastAPI dependency once per HTTP request, or once per
+WebSocket connection (then shared by every operation on that connection)."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from typing import TypeAlias
 
 from starlette.requests import HTTPConnection
 from strawberry.fastapi import BaseContext
 from strawberry.types import Info
 
+from api import events
 from api.deps import ClientAddressDep, ServicesDep
 from api.services import Services
 from graphql_schema import operations
-from graphql_schema.errors import DomainError
+from graphql_schema.errors import DomainError, TooManySubscriptions, Unauthenticated
 from graphql_schema.loaders import Loaders, build_loaders
 from graphql_schema.operations import Caller
 
@@ -21,17 +26,27 @@ class GraphQLContext(BaseContext):
     """What resolvers get as `info.context`: services, the caller, the request's loaders."""
 
     def __init__(
-        self, *, services: Services, client_address: str, authorization: str | None
+        self,
+        *,
+        services: Services,
+        client_address: str,
+        authorization: str | None,
+        websocket: bool = False,
     ) -> None:
         super().__init__()
         self.services = services
         self.client_address = client_address
-        self.loaders: Loaders = build_loaders(services)
+        self.websocket = websocket
+        # A WebSocket context outlives any one operation: its loaders must not cache.
+        self.loaders: Loaders = build_loaders(services, cache=not websocket)
         self._authorization = authorization
         # Sibling resolvers ask concurrently; the lock makes the token check (and its
         # database query) happen once, and a failure is remembered like a success.
         self._caller_lock = asyncio.Lock()
         self._caller: Caller | DomainError | None = None
+        # WebSocket only: when the connection's token expires, and its live subscriptions.
+        self.expires_at: datetime | None = None
+        self.open_subscriptions = 0
 
     async def caller(self) -> Caller:
         """The authenticated caller; Unauthenticated (`Unauthorized`) without a valid token."""
@@ -45,7 +60,57 @@ class GraphQLContext(BaseContext):
                     self._caller = exc
         if isinstance(self._caller, DomainError):
             raise self._caller
+        if self.expires_at is not None and datetime.now(UTC) >= self.expires_at:
+            raise Unauthenticated()
         return self._caller
+
+    async def authenticate_connection(self) -> None:
+        """WebSocket, at `connection_init`: the caller named by the init payload's
+        `Authorization` ("Bearer <jwt>") or `token` ("<jwt>"), else by the handshake's
+        `Authorization` header. Unauthenticated or Unavailable when that fails."""
+        authorization = connection_authorization(self.connection_params)
+        if authorization is None:
+            authorization = self._authorization
+        authentication = await operations.authenticate_until(
+            services=self.services, authorization=authorization
+        )
+        async with self._caller_lock:
+            self._caller = authentication.caller
+            self.expires_at = authentication.expires_at
+
+    @asynccontextmanager
+    async def task_events(self, caller: Caller) -> AsyncIterator[events.Subscription]:
+        """The caller's task events from now on, within the per-connection and per-user caps."""
+        limit = self.services.settings.subscriptions_per_connection
+        if self.open_subscriptions >= limit:
+            raise TooManySubscriptions(
+                f"Too many subscriptions on this connection (at most {limit})"
+            )
+        self.open_subscriptions += 1
+        try:
+            async with self.services.events.subscribe(caller.user_id) as subscription:
+                yield subscription
+        finally:
+            self.open_subscriptions -= 1
+
+
+def connection_authorization(params: object) -> str | None:
+    """An `Authorization` value from a `connection_init` payload; None when it names none.
+
+    `{"Authorization": "Bearer <jwt>"}` (any case of the key; what GraphiQL's headers editor
+    sends) or `{"token": "<jwt>"}`. A value that is not a string is an invalid credential.
+    """
+    if not isinstance(params, Mapping):
+        return None
+    for key, value in params.items():
+        if isinstance(key, str) and key.lower() == "authorization":
+            return value if isinstance(value, str) else ""
+    token = params.get("token")
+    if token is None:
+        return None
+    if not isinstance(token, str):
+        return ""
+    return token if token[:7].lower() == "bearer " else f"Bearer {token}"
 
 
 GraphQLInfo: TypeAlias = Info[GraphQLContext, None]
@@ -58,4 +123,5 @@ async def get_context(
         services=services,
         client_address=client_address,
         authorization=connection.headers.get("authorization"),
+        websocket=connection.scope["type"] == "websocket",
     )

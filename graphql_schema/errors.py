@@ -64,3 +64,17 @@ class RateLimited(DomainError):
 class Unavailable(DomainError):
     code = ErrorCode.UNAVAILABLE
     default_message = "Service temporarily unavailable"
+
+
+class TooManySubscriptions(DomainError):
+    """Over a subscription cap (per connection or per account); another must end first."""
+
+    code = ErrorCode.RATE_LIMITED
+    default_message = "Too many subscriptions"
+
+
+class SubscriberTooSlow(DomainError):
+    """A subscriber fell too far behind; its subscription ended and it should refetch."""
+
+    code = ErrorCode.UNAVAILABLE
+    default_message = "Subscription ended: this client fell too far behind"

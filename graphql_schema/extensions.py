@@ -23,6 +23,7 @@ from strawberry.extensions import (
     ValidationCache,
 )
 from strawberry.extensions.disable_introspection import NoSchemaIntrospectionCustomRule
+from strawberry.types import StreamExecutionResult
 
 from graphql_schema.errors import DomainError, ErrorCode, RateLimited
 
@@ -75,7 +76,19 @@ class PresentErrors(SchemaExtension):
         yield
         result = self.execution_context.result
         if result is not None and result.errors:
-            result.errors = [present(error) for error in result.errors]
+            result.errors = [
+                error if is_presented(error) else present(error) for error in result.errors
+            ]
+
+    def on_stream_result(self, result: StreamExecutionResult) -> Iterator[None]:
+        # Streamed results (subscription events, any operation over a WebSocket) are sent
+        # before `on_operation` resumes: present their errors on the way out.
+        errors = getattr(result, "errors", None)
+        if errors:
+            result.errors = [  # type: ignore[union-attr]
+                error if is_presented(error) else present(error) for error in errors
+            ]
+        yield
 
 
 class ParserCacheKeepingErrors(ParserCache):

@@ -2,7 +2,9 @@
 
 Built by the context getter for each request, never at import time: an aiodataloader
 DataLoader binds the event loop running when it is created, and its cache must not outlive the
-request (another request may belong to another user).
+request (another request may belong to another user). Over a WebSocket the context, and so the
+loaders, live as long as the connection: there they batch but never cache (`cache=False`), so
+no event or later operation sees rows loaded for an earlier one.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ class Loaders:
         self.task_counts.clear_all()
 
 
-def build_loaders(services: Services) -> Loaders:
+def build_loaders(services: Services, *, cache: bool = True) -> Loaders:
     async def load_users(user_ids: list[uuid.UUID]) -> list[UserRecord | None]:
         found = await operations.load_users_by_ids(services=services, user_ids=user_ids)
         return [found.get(user_id) for user_id in user_ids]
@@ -80,7 +82,7 @@ def build_loaders(services: Services) -> Loaders:
         return [counts[key] for key in keys]
 
     return Loaders(
-        users=DataLoader(load_users),
-        task_pages=DataLoader(load_task_pages),
-        task_counts=DataLoader(load_task_counts),
+        users=DataLoader(load_users, cache=cache),
+        task_pages=DataLoader(load_task_pages, cache=cache),
+        task_counts=DataLoader(load_task_counts, cache=cache),
     )

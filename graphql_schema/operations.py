@@ -4,6 +4,8 @@ Every function takes keyword arguments only, opens its own short-lived session (
 GraphQL resolvers run concurrently and must never share one), enforces ownership in the query
 itself (`WHERE id = :id AND user_id = :caller`: not yours and not there are the same answer),
 and raises only DomainError subclasses, with database outages turned into Unavailable.
+Task writes publish a TaskEvent inside their own transaction (api/events.py), so live updates
+follow from REST and GraphQL alike, and only for writes that commit.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from sqlalchemy import Select, and_, delete, exists, func, insert, or_, select, 
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from api.events import TaskEvent
 from api.security import bearer_token
 from api.services import Services
 from db.models import Task, User
@@ -73,6 +76,12 @@ class Caller:
     """The authenticated user; its id only ever comes from a verified token."""
 
     user_id: uuid.UUID
+
+
+@dataclass(frozen=True, slots=True)
+class Authentication:
+    caller: Caller
+    expires_at: datetime  # the token's `exp`
 
 
 _TASK_COLUMNS = (
@@ -148,12 +157,17 @@ def _now() -> datetime:
 
 async def authenticate(*, services: Services, authorization: str | None) -> Caller:
     """The caller named by an `Authorization: Bearer` header whose user still exists."""
-    user_id = services.tokens.verify(bearer_token(authorization))
+    return (await authenticate_until(services=services, authorization=authorization)).caller
+
+
+async def authenticate_until(*, services: Services, authorization: str | None) -> Authentication:
+    """`authenticate`, and when the token expires (a WebSocket connection ends then)."""
+    user_id, expires_at = services.tokens.verify_until(bearer_token(authorization))
     async with _transaction(services) as session:
         found = await session.scalar(select(exists().where(User.id == user_id)))
     if not found:
         raise Unauthenticated()
-    return Caller(user_id=user_id)
+    return Authentication(caller=Caller(user_id=user_id), expires_at=expires_at)
 
 
 async def signup(
@@ -278,6 +292,7 @@ async def create_task(
                     updated_at=now,
                 )
             )
+            await services.events.publish(session, TaskEvent.created(task))
     except sa_exc.IntegrityError:
         # The caller's account was deleted after its token was checked.
         raise Unauthenticated() from None
@@ -311,6 +326,7 @@ async def update_task(
             created_at=task.created_at,
             updated_at=task.updated_at,
         )
+        await services.events.publish(session, TaskEvent.updated(record))
     return record
 
 
@@ -320,6 +336,8 @@ async def delete_task(*, services: Services, caller: Caller, task_id: object) ->
         result = await session.execute(
             delete(Task).where(Task.id == task_uuid, Task.user_id == caller.user_id)
         )
+        if result.rowcount:  # type: ignore[attr-defined]
+            await services.events.publish(session, TaskEvent.deleted(task_uuid, caller.user_id))
     if result.rowcount == 0:  # type: ignore[attr-defined]
         raise NotFound()
     return task_uuid

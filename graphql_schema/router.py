@@ -10,11 +10,15 @@ editor) for browsers, 400 for malformed requests. What this adds:
 - A rejected request gets a JSON body `{"errors": [{"message": ...}]}` instead of plain text;
   a mutation over GET is 405 with `Allow: POST`; other methods are 405 too.
 - Bodies over 1 MiB are refused (413) while they stream, as the REST facade does.
+- Subscriptions run over WebSocket on the same path (graphql_schema/websocket.py): the token
+  comes with `connection_init`, pages on FRONTEND_URL's origins may connect, idle sockets
+  get keep-alives. Over HTTP a subscription is refused (400).
 """
 
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from typing import Any
 
 from cross_web import HTTPException, StarletteRequestAdapter
@@ -25,17 +29,22 @@ from strawberry.fastapi import GraphQLRouter
 from strawberry.http import GraphQLHTTPResponse
 from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.types import ExecutionResult
-from strawberry.types.unset import UNSET
+from strawberry.types.graphql import OperationType
+from strawberry.types.unset import UNSET, UnsetType
 
 from api.settings import Settings
 from graphql_schema.context import GraphQLContext, get_context
 from graphql_schema.errors import ErrorCode
 from graphql_schema.extensions import is_presented, present
 from graphql_schema.schema import build_schema
+from graphql_schema.websocket import LegacyWSHandler, TransportWSHandler, authenticate_connection
 
 MAX_BODY_BYTES = 1 << 20
 JSON = "application/json"
 GRAPHQL_RESPONSE = "application/graphql-response+json"
+SUBSCRIPTIONS_OVER_WEBSOCKET = (
+    "Subscriptions are served over WebSocket at this path (graphql-transport-ws)"
+)
 
 
 def response_media_type(accept: str | None) -> str:
@@ -109,6 +118,11 @@ def _is_request_error(result: ExecutionResult) -> bool:
 
 class GraphQLHTTPRouter(GraphQLRouter[GraphQLContext, None]):
     request_adapter_class = BoundedRequestAdapter
+    graphql_transport_ws_handler_class = TransportWSHandler
+    graphql_ws_handler_class = LegacyWSHandler
+
+    async def on_ws_connect(self, context: GraphQLContext) -> UnsetType:
+        return await authenticate_connection(context)
 
     async def run(  # type: ignore[override]
         self,
@@ -123,8 +137,12 @@ class GraphQLHTTPRouter(GraphQLRouter[GraphQLContext, None]):
         try:
             response = await super().run(request, context=context, root_value=root_value)
         except HTTPException as exc:
-            if request.method == "GET" and isinstance(exc.__cause__, InvalidOperationTypeError):
-                return error_response(405, exc.reason, media_type, {"Allow": "POST"})
+            cause = exc.__cause__
+            if isinstance(cause, InvalidOperationTypeError):
+                if cause.operation_type is OperationType.SUBSCRIPTION:
+                    return error_response(400, SUBSCRIPTIONS_OVER_WEBSOCKET, media_type)
+                if request.method == "GET":
+                    return error_response(405, exc.reason, media_type, {"Allow": "POST"})
             return error_response(exc.status_code, exc.reason, media_type)
         if isinstance(response, HTMLResponse):  # GraphiQL
             return response
@@ -165,6 +183,11 @@ def build_graphql_router(settings: Settings) -> GraphQLHTTPRouter:
         graphql_ide="graphiql" if introspection else None,
         # The SDL in specs/ documents this endpoint; the OpenAPI document is the REST facade's.
         include_in_schema=False,
+        # WebSocket: browsers send Origin; the frontend's pages may connect, others may not.
+        allowed_origins=settings.cors_origins,
+        keep_alive=True,  # legacy graphql-ws `ka`; graphql-transport-ws pings in the handler
+        keep_alive_interval=settings.ws_keepalive_seconds,
+        connection_init_wait_timeout=timedelta(seconds=10),
     )
     router.add_api_route(
         "", _method_not_allowed, methods=["PUT", "PATCH", "DELETE"], include_in_schema=False

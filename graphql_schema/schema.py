@@ -8,12 +8,15 @@ field of the schema, so a new field cannot forget it silently.
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncGenerator, Iterable
 from datetime import datetime
+from typing import Any
 
 import strawberry
 from graphql import GraphQLError
 from strawberry.schema.config import StrawberryConfig
-from strawberry.types import ExecutionContext
+from strawberry.types import ExecutionContext, ExecutionResult
+from strawberry.types.graphql import OperationType
 from strawberry.types.unset import UNSET
 
 from graphql_schema import operations
@@ -30,6 +33,7 @@ from graphql_schema.types import (
     FirstArgument,
     Task,
     TaskConnection,
+    TaskEvent,
     UpdateTaskInput,
     User,
     task_connection,
@@ -134,7 +138,32 @@ class Mutation:
         return strawberry.ID(str(deleted))
 
 
+@strawberry.type
+class Subscription:
+    @strawberry.subscription(
+        description="The caller's own task changes (from REST or GraphQL, on any instance), "
+        "in commit order, from the moment this subscription starts. Over WebSocket only."
+    )
+    async def task_events(self, info: GraphQLInfo) -> AsyncGenerator[TaskEvent, None]:
+        caller = await info.context.caller()
+        async with info.context.task_events(caller) as subscription:
+            async for event in subscription:
+                yield TaskEvent.from_event(event)
+
+
 class TodoSchema(strawberry.Schema):
+    async def execute(  # type: ignore[override]
+        self,
+        query: str | None,
+        *args: Any,
+        allowed_operation_types: Iterable[OperationType] | None = None,
+        **kwargs: Any,
+    ) -> ExecutionResult:
+        """Subscriptions are refused here: `execute` serves GraphQL over HTTP, where no
+        streaming transport is enabled (WebSocket operations go through `stream`)."""
+        allowed = set(allowed_operation_types or OperationType) - {OperationType.SUBSCRIPTION}
+        return await super().execute(query, *args, allowed_operation_types=allowed, **kwargs)
+
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:
@@ -154,6 +183,7 @@ def build_schema(*, introspection: bool = True) -> TodoSchema:
     return TodoSchema(
         query=Query,
         mutation=Mutation,
+        subscription=Subscription,
         extensions=schema_extensions(introspection=introspection),
         config=StrawberryConfig(
             scalar_map={datetime: DateTimeScalar},

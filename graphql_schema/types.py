@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from enum import Enum
 from typing import Annotated
 
 import strawberry
 from strawberry.types.scalar import ScalarDefinition
 from strawberry.types.unset import UNSET
 
+from api import events
 from graphql_schema.context import GraphQLContext, GraphQLInfo
 from graphql_schema.errors import Unauthenticated
 from graphql_schema.loaders import CountKey, PageKey
@@ -73,6 +75,32 @@ class Task:
             created_at=record.created_at,
             updated_at=record.updated_at,
             user_id=record.user_id,
+        )
+
+
+@strawberry.enum(description="What a write did to a task.")
+class TaskEventType(Enum):
+    CREATED = "CREATED"
+    UPDATED = "UPDATED"
+    DELETED = "DELETED"
+
+
+@strawberry.type(
+    description="A change to one of the caller's tasks, sent once the write has committed."
+)
+class TaskEvent:
+    type: TaskEventType
+    task_id: strawberry.ID = strawberry.field(description="The task's UUID; also for DELETED.")
+    task: Task | None = strawberry.field(
+        description="The task as this write left it; null for DELETED."
+    )
+
+    @classmethod
+    def from_event(cls, event: events.TaskEvent) -> TaskEvent:
+        return cls(
+            type=TaskEventType(event.kind.value),
+            task_id=strawberry.ID(str(event.task_id)),
+            task=Task.from_record(event.task) if event.task is not None else None,
         )
 
 
