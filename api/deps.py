@@ -8,10 +8,10 @@ from fastapi import Depends
 from starlette.requests import HTTPConnection
 
 from api.services import Services
-from graphql_schema.operations import Caller, authenticate
+from graphql_schema.operations import Caller, identify
 
 
-def get_services(connection: HTTPConnection) -> Services:
+def _services(connection: HTTPConnection) -> Services:
     return connection.app.state.services  # type: ignore[no-any-return]
 
 
@@ -32,14 +32,24 @@ def client_address(connection: HTTPConnection, trusted_proxies: frozenset[str]) 
     return hops[0] if hops else peer
 
 
+# FastAPI runs plain `def` dependencies in a thread pool; these are `async def` so they run
+# inline on the event loop (they do no I/O).
+
+
+async def get_services(connection: HTTPConnection) -> Services:
+    return _services(connection)
+
+
 async def get_caller(connection: HTTPConnection) -> Caller:
-    return await authenticate(
-        services=get_services(connection), authorization=connection.headers.get("authorization")
+    """The token's caller, checked without a database trip: the task operations answer 401
+    themselves when the account is gone (graphql_schema/operations.py, `_require_user`)."""
+    return identify(
+        services=_services(connection), authorization=connection.headers.get("authorization")
     )
 
 
-def get_client_address(connection: HTTPConnection) -> str:
-    services = get_services(connection)
+async def get_client_address(connection: HTTPConnection) -> str:
+    services = _services(connection)
     return client_address(connection, services.settings.trusted_proxy_list)
 
 

@@ -24,6 +24,7 @@ class Services:
     database: DatabaseTarget
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
+    reader: AsyncEngine  # the same pool in autocommit mode, for single-statement reads
     passwords: PasswordHasher
     tokens: TokenService
     limiter: AuthRateLimiter
@@ -57,6 +58,7 @@ class Services:
             database=database,
             engine=engine,
             sessions=sessions,
+            reader=engine.execution_options(isolation_level="AUTOCOMMIT"),
             passwords=PasswordHasher(settings.bcrypt_rounds),
             tokens=TokenService(secret, settings.jwt_expiration_hours),
             limiter=limiter,

@@ -15,12 +15,12 @@ import logging
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Select, and_, delete, exists, func, insert, or_, select, union_all
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from api.events import TaskEvent
 from api.security import bearer_token
@@ -30,6 +30,7 @@ from graphql_schema.errors import (
     Conflict,
     DomainError,
     InvalidCredentials,
+    InvalidInput,
     NotFound,
     Unauthenticated,
     Unavailable,
@@ -73,9 +74,16 @@ class TaskRecord:
 
 @dataclass(frozen=True, slots=True)
 class Caller:
-    """The authenticated user; its id only ever comes from a verified token."""
+    """The authenticated user; its id only ever comes from a verified token.
+
+    `account_checked` says the account was seen to exist for this request (`authenticate`);
+    a caller from `identify` has only a valid token, and the task operations look the
+    account up themselves on a miss (`_require_user`).
+    """
 
     user_id: uuid.UUID
+    # Not part of identity: loaders key on the caller, and one user is one caller.
+    account_checked: bool = field(default=False, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,18 +130,48 @@ def _is_outage(exc: BaseException) -> bool:
 
 
 @asynccontextmanager
-async def _transaction(services: Services) -> AsyncIterator[AsyncSession]:
-    """A session in a transaction; database outages surface as Unavailable (503)."""
+async def _database_errors() -> AsyncIterator[None]:
+    """Database outages surface as Unavailable (503), logged with their stack."""
     try:
-        async with services.sessions() as session, session.begin():
-            yield session
+        yield
     except DomainError:
         raise
     except Exception as exc:
         if _is_outage(exc):
+            # The cause, not a stack: an outage is expected, and a stack per request would
+            # bury the line that says what happened. Unexpected errors (500) keep theirs.
             log.warning("database unavailable: %s: %s", type(exc).__name__, exc)
             raise Unavailable() from exc
         raise
+
+
+@asynccontextmanager
+async def _transaction(services: Services) -> AsyncIterator[AsyncSession]:
+    """A session in a transaction, for writes."""
+    async with _database_errors(), services.sessions() as session, session.begin():
+        yield session
+
+
+@asynccontextmanager
+async def _reading(services: Services) -> AsyncIterator[AsyncConnection]:
+    """A connection in autocommit mode for single-statement reads: no BEGIN/COMMIT trips."""
+    async with _database_errors(), services.reader.connect() as connection:
+        yield connection
+
+
+async def _require_user(services: Services, caller: Caller) -> None:
+    """Unauthenticated when the caller's account no longer exists.
+
+    Task operations filter by owner, and deleting a user deletes its tasks, so a deleted
+    user's request always lands on a miss (no row, empty list, FK violation); only then is the
+    account looked up, to tell 401 from 404 or an empty list. The common path costs nothing.
+    """
+    if caller.account_checked:
+        return
+    async with _reading(services) as connection:
+        found = await connection.scalar(select(exists().where(User.id == caller.user_id)))
+    if not found:
+        raise Unauthenticated()
 
 
 def parse_id(value: object) -> uuid.UUID:
@@ -155,6 +193,15 @@ def _now() -> datetime:
 # --- authentication ---------------------------------------------------------------------------
 
 
+def identify(*, services: Services, authorization: str | None) -> Caller:
+    """The caller a valid bearer token names, without a database round trip.
+
+    Only for the task operations below, which answer Unauthenticated themselves when the
+    account is gone (see `_require_user`).
+    """
+    return Caller(user_id=services.tokens.verify(bearer_token(authorization)))
+
+
 async def authenticate(*, services: Services, authorization: str | None) -> Caller:
     """The caller named by an `Authorization: Bearer` header whose user still exists."""
     return (await authenticate_until(services=services, authorization=authorization)).caller
@@ -163,11 +210,10 @@ async def authenticate(*, services: Services, authorization: str | None) -> Call
 async def authenticate_until(*, services: Services, authorization: str | None) -> Authentication:
     """`authenticate`, and when the token expires (a WebSocket connection ends then)."""
     user_id, expires_at = services.tokens.verify_until(bearer_token(authorization))
-    async with _transaction(services) as session:
-        found = await session.scalar(select(exists().where(User.id == user_id)))
-    if not found:
-        raise Unauthenticated()
-    return Authentication(caller=Caller(user_id=user_id), expires_at=expires_at)
+    await _require_user(services, Caller(user_id=user_id))
+    return Authentication(
+        caller=Caller(user_id=user_id, account_checked=True), expires_at=expires_at
+    )
 
 
 async def signup(
@@ -247,28 +293,50 @@ async def list_tasks(*, services: Services, caller: Caller) -> list[TaskRecord]:
         .where(Task.user_id == caller.user_id)
         .order_by(Task.created_at.desc(), Task.id.desc())
     )
-    async with _transaction(services) as session:
-        rows = (await session.execute(query)).all()
+    async with _reading(services) as connection:
+        rows = (await connection.execute(query)).all()
+    if not rows:
+        await _require_user(services, caller)
     return [_task(row) for row in rows]
 
 
 async def get_task(*, services: Services, caller: Caller, task_id: object) -> TaskRecord:
-    task_uuid = parse_id(task_id)
-    async with _transaction(services) as session:
+    task_uuid = await _task_id(services, caller, task_id)
+    async with _reading(services) as connection:
         row = (
-            await session.execute(
+            await connection.execute(
                 select(*_TASK_COLUMNS).where(Task.id == task_uuid, Task.user_id == caller.user_id)
             )
         ).first()
     if row is None:
+        await _require_user(services, caller)
         raise NotFound()
     return _task(row)
+
+
+async def _task_id(services: Services, caller: Caller, task_id: object) -> uuid.UUID:
+    try:
+        return parse_id(task_id)
+    except NotFound:
+        await _require_user(services, caller)
+        raise
+
+
+@asynccontextmanager
+async def _input_errors(services: Services, caller: Caller) -> AsyncIterator[None]:
+    """A gone account answers 401 before any complaint about its input."""
+    try:
+        yield
+    except InvalidInput:
+        await _require_user(services, caller)
+        raise
 
 
 async def create_task(
     *, services: Services, caller: Caller, title: object, description: object = MISSING
 ) -> TaskRecord:
-    data = validate_new_task(title, description)
+    async with _input_errors(services, caller):
+        data = validate_new_task(title, description)
     now = _now()
     task = TaskRecord(
         id=uuid.uuid4(),
@@ -303,35 +371,40 @@ async def update_task(
     *, services: Services, caller: Caller, task_id: object, fields: Mapping[str, object]
 ) -> TaskRecord:
     """Change only the fields present; `updated_at` always moves strictly forward."""
-    changes = validate_task_changes(fields)
-    task_uuid = parse_id(task_id)
+    async with _input_errors(services, caller):
+        changes = validate_task_changes(fields)
+    task_uuid = await _task_id(services, caller, task_id)
+    record: TaskRecord | None = None
     async with _transaction(services) as session:
         task = await session.scalar(
             select(Task)
             .where(Task.id == task_uuid, Task.user_id == caller.user_id)
             .with_for_update()
         )
-        if task is None:
-            raise NotFound()
-        for name, value in changes.items():
-            setattr(task, name, value)
-        task.updated_at = max(_now(), task.updated_at + _ONE_MICROSECOND)
-        await session.flush()
-        record = TaskRecord(
-            id=task.id,
-            title=task.title,
-            description=task.description,
-            completed=task.completed,
-            user_id=task.user_id,
-            created_at=task.created_at,
-            updated_at=task.updated_at,
-        )
-        await services.events.publish(session, TaskEvent.updated(record))
+        if task is not None:
+            for name, value in changes.items():
+                setattr(task, name, value)
+            task.updated_at = max(_now(), task.updated_at + _ONE_MICROSECOND)
+            await session.flush()
+            record = TaskRecord(
+                id=task.id,
+                title=task.title,
+                description=task.description,
+                completed=task.completed,
+                user_id=task.user_id,
+                created_at=task.created_at,
+                updated_at=task.updated_at,
+            )
+            await services.events.publish(session, TaskEvent.updated(record))
+    if record is None:
+        # Outside the transaction: SQLite's single pooled connection is free again.
+        await _require_user(services, caller)
+        raise NotFound()
     return record
 
 
 async def delete_task(*, services: Services, caller: Caller, task_id: object) -> uuid.UUID:
-    task_uuid = parse_id(task_id)
+    task_uuid = await _task_id(services, caller, task_id)
     async with _transaction(services) as session:
         result = await session.execute(
             delete(Task).where(Task.id == task_uuid, Task.user_id == caller.user_id)
@@ -339,6 +412,7 @@ async def delete_task(*, services: Services, caller: Caller, task_id: object) ->
         if result.rowcount:  # type: ignore[attr-defined]
             await services.events.publish(session, TaskEvent.deleted(task_uuid, caller.user_id))
     if result.rowcount == 0:  # type: ignore[attr-defined]
+        await _require_user(services, caller)
         raise NotFound()
     return task_uuid
 
