@@ -25,6 +25,7 @@ from strawberry.extensions import (
 from strawberry.extensions.disable_introspection import NoSchemaIntrospectionCustomRule
 from strawberry.types import StreamExecutionResult
 
+from api.metrics import record_graphql_operation
 from graphql_schema.errors import DomainError, ErrorCode, RateLimited
 
 MAX_DEPTH = 10
@@ -79,6 +80,10 @@ class PresentErrors(SchemaExtension):
             result.errors = [
                 error if is_presented(error) else present(error) for error in result.errors
             ]
+        # Metrics: operations by name and outcome (the first error's code, else "ok").
+        errors = result.errors if result is not None else None
+        outcome = str(errors[0].extensions["code"]) if errors else "ok"
+        record_graphql_operation(self.execution_context.operation_name, outcome)
 
     def on_stream_result(self, result: StreamExecutionResult) -> Iterator[None]:
         # Streamed results (subscription events, any operation over a WebSocket) are sent
