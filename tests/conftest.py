@@ -31,7 +31,7 @@ def _postgres_admin_url() -> str | None:
     return os.environ.get("TEST_DATABASE_URL") or None
 
 
-async def _admin_execute(admin_url: str, sql: str) -> None:
+async def admin_execute(admin_url: str, sql: str) -> None:
     import asyncpg
 
     url = make_url(admin_url)
@@ -59,11 +59,11 @@ def postgres_url() -> Any:
         )
     name = f"todo_test_{uuid.uuid4().hex[:12]}"
     try:
-        asyncio.run(_admin_execute(admin, f'CREATE DATABASE "{name}"'))
+        asyncio.run(admin_execute(admin, f'CREATE DATABASE "{name}"'))
     except Exception as exc:  # pragma: no cover - environment problem, said plainly
         pytest.fail(f"cannot create a test database through TEST_DATABASE_URL: {exc}")
     yield make_url(admin).set(database=name).render_as_string(hide_password=False)
-    asyncio.run(_admin_execute(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    asyncio.run(admin_execute(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

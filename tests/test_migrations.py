@@ -29,30 +29,13 @@ from api.settings import load_settings
 from db import migrations
 from db.models import Base
 from db.url import DatabaseTarget, parse_database_url
-from tests.conftest import TEST_SECRET, serve
+from tests.conftest import TEST_SECRET, admin_execute, serve
 
 REPO = Path(__file__).resolve().parent.parent
 APP_TABLES = {"users", "tasks"}
 INDEX = "ix_tasks_user_id_created_at_id"
 
 NewDatabase = Callable[[], Awaitable[str]]
-
-
-async def _admin_execute(admin_url: str, sql: str) -> None:
-    import asyncpg
-
-    url = make_url(admin_url)
-    conn = await asyncpg.connect(
-        host=url.host or "127.0.0.1",
-        port=url.port or 5432,
-        user=url.username,
-        password=url.password,
-        database=url.database or "postgres",
-    )
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -72,14 +55,14 @@ async def new_database(
         if request.param == "sqlite":
             return f"sqlite:///{tmp_path / name}.db"
         assert admin is not None
-        await _admin_execute(admin, f'CREATE DATABASE "{name}"')
+        await admin_execute(admin, f'CREATE DATABASE "{name}"')
         created.append(name)
         return make_url(admin).set(database=name).render_as_string(hide_password=False)
 
     yield new
     for name in created:
         assert admin is not None
-        await _admin_execute(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin_execute(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def target(url: str) -> DatabaseTarget:

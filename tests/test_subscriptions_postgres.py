@@ -22,7 +22,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from api.events import LISTENER_APPLICATION_NAME
-from tests.conftest import TEST_SECRET, _admin_execute
+from tests.conftest import TEST_SECRET, admin_execute
 from tests.live import service, service_log
 from tests.tcp_proxy import TcpProxy
 from tests.ws_helpers import graphql, next_event, open_socket, rest, signup, subscribed
@@ -51,7 +51,7 @@ class Cluster:
 def cluster(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     admin = make_url(postgres_url).set(database="postgres").render_as_string(hide_password=False)
     name = f"todo_events_{uuid.uuid4().hex[:12]}"
-    asyncio.run(_admin_execute(admin, f'CREATE DATABASE "{name}"'))
+    asyncio.run(admin_execute(admin, f'CREATE DATABASE "{name}"'))
     database_url = make_url(postgres_url).set(database=name).render_as_string(hide_password=False)
     env = {
         "DATABASE_URL": database_url,
@@ -71,7 +71,7 @@ def cluster(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
                 Instance(reader_base, reader_proc),
             )
     finally:
-        asyncio.run(_admin_execute(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        asyncio.run(admin_execute(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @pytest.fixture
