@@ -47,8 +47,12 @@ def build_engine(
         pool_size=pool_size,
         max_overflow=max_overflow,
         pool_timeout=pool_timeout,
-        pool_pre_ping=True,  # recover by itself after the database restarts
-        pool_recycle=300,  # Neon and proxies close idle connections
+        # No pre-ping: on asyncpg it costs three round trips (BEGIN, ping, ROLLBACK) on every
+        # checkout. A connection the database dropped fails its first statement instead: that
+        # request gets 503, SQLAlchemy invalidates the whole pool, and the next requests
+        # reconnect. Connections idle past Neon's suspend or a proxy's timeout are recycled.
+        pool_pre_ping=False,
+        pool_recycle=300,
         hide_parameters=True,  # emails and password hashes stay out of logged errors
     )
 

@@ -116,3 +116,36 @@ async def test_outage_under_load_gives_503_then_recovers_losing_nothing(
         f"\nfaults: {len(statuses)} requests, {len(acknowledged)} acknowledged, "
         f"{statuses.count(503)} x 503, slowest 503 {slowest_failure:.2f} s, 0 lost"
     )
+
+
+async def test_database_restart_costs_at_most_one_request(make_settings, postgres_url: str) -> None:
+    """Every pooled connection dies at once (as when PostgreSQL restarts): the first request to
+    meet a dead connection gets 503, the pool is invalidated, and the next ones reconnect."""
+    settings = make_settings(database_url=postgres_url, db_pool_size=4)
+    async with serve(create_app(settings)) as client:
+        account = await signup(client)
+        # Fill the pool with several open connections.
+        warm = await asyncio.gather(
+            *(client.get("/api/tasks", headers=account.headers) for _ in range(8))
+        )
+        assert {r.status_code for r in warm} == {200}
+        real = make_url(postgres_url)
+        conn = await asyncpg.connect(
+            host=real.host, port=real.port or 5432, user=real.username, database=real.database
+        )
+        try:
+            killed = await conn.fetchval(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = $1 AND pid <> pg_backend_pid()",
+                real.database,
+            )
+        finally:
+            await conn.close()
+        assert killed >= 1
+        statuses = [
+            (await client.get("/api/tasks", headers=account.headers)).status_code
+            for _ in range(6)
+        ]
+    assert set(statuses) <= {200, 503}, statuses
+    assert statuses.count(503) <= 1, statuses
+    assert statuses[-1] == 200
