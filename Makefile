@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install run test lint format migrate clean
+.PHONY: install run test lint format migrate specs clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,11 @@ test: $(STAMP)
 ## Apply the database migrations (DATABASE_URL, or the SQLite default).
 migrate: $(STAMP)
 	$(BIN)/python -m api migrate
+
+## Regenerate the served contracts kept in specs/ (tests fail while they are stale).
+specs: $(STAMP)
+	$(BIN)/python -m graphql_schema.export --output specs/schema.graphql
+	$(BIN)/python -m rest_facade.export --output specs/openapi.json
 
 lint: $(STAMP)
 	$(BIN)/ruff check api db rest_facade graphql_schema tests
