@@ -221,8 +221,8 @@ async def signup(
 ) -> AuthResult:
     await services.limiter.hit(action="signup", address=client_address, email=_limit_key(email))
     credentials = validate_signup(email, password)
-    async with _transaction(services) as session:
-        taken = await session.scalar(select(exists().where(User.email == credentials.email)))
+    async with _reading(services) as connection:
+        taken = await connection.scalar(select(exists().where(User.email == credentials.email)))
     if taken:
         raise Conflict()
     password_hash = await services.passwords.hash(credentials.password)
@@ -250,9 +250,9 @@ async def login(
     credentials = validate_login(email, password)
     row = None
     if is_valid_email(credentials.email):
-        async with _transaction(services) as session:
+        async with _reading(services) as connection:
             row = (
-                await session.execute(
+                await connection.execute(
                     select(User.id, User.email, User.password_hash).where(
                         User.email == credentials.email
                     )
@@ -274,9 +274,9 @@ def _limit_key(email: object) -> str | None:
 
 
 async def get_user(*, services: Services, caller: Caller) -> UserRecord:
-    async with _transaction(services) as session:
+    async with _reading(services) as connection:
         row = (
-            await session.execute(select(User.id, User.email).where(User.id == caller.user_id))
+            await connection.execute(select(User.id, User.email).where(User.id == caller.user_id))
         ).first()
     if row is None:
         raise Unauthenticated()
@@ -478,8 +478,8 @@ async def load_task_pages(
         # SQLite refuses ORDER BY/LIMIT directly inside a compound select: wrap each branch.
         subqueries = [branch.subquery() for branch in branches]
         statement = union_all(*(select(*sub.c) for sub in subqueries))
-    async with _transaction(services) as session:
-        rows = (await session.execute(statement)).all()
+    async with _reading(services) as connection:
+        rows = (await connection.execute(statement)).all()
     by_owner: dict[uuid.UUID, list[TaskRecord]] = {owner.user_id: [] for owner in owners}
     for row in rows:
         task = _task(row)
@@ -505,8 +505,8 @@ async def count_tasks(
     )
     if completed is not None:
         query = query.where(Task.completed == completed)
-    async with _transaction(services) as session:
-        rows = (await session.execute(query)).all()
+    async with _reading(services) as connection:
+        rows = (await connection.execute(query)).all()
     counts = {owner.user_id: 0 for owner in owners}
     counts.update({row[0]: row[1] for row in rows})
     return counts
@@ -521,9 +521,9 @@ async def load_users_by_ids(
     """
     if not user_ids:
         return {}
-    async with _transaction(services) as session:
+    async with _reading(services) as connection:
         rows = (
-            await session.execute(select(User.id, User.email).where(User.id.in_(user_ids)))
+            await connection.execute(select(User.id, User.email).where(User.id.in_(user_ids)))
         ).all()
     return {row[0]: UserRecord(id=row[0], email=row[1]) for row in rows}
 
