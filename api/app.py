@@ -77,6 +77,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         allow_credentials=True,
         allow_methods=["GET", "POST", "PUT", "DELETE", "OPTIONS"],
         allow_headers=["Authorization", "Content-Type"],
+        # Readable by the frontend's JavaScript: when to retry a 429, which request failed.
+        expose_headers=["Retry-After", "X-Request-ID"],
         max_age=600,
     )
     # Observability (api/metrics.py, api/logging.py): outside CORS, the request log outermost,

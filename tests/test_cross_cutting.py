@@ -95,6 +95,10 @@ async def test_rate_limit_per_email_defaults(make_settings) -> None:
         assert response.status_code == 429
         assert response.json() == {"error": "Too many requests"}
         assert 1 <= int(response.headers["retry-after"]) <= 60
+        exposed = await client.post("/api/auth/login", json=body, headers={"Origin": FRONTEND})
+        assert exposed.status_code == 429
+        readable = exposed.headers["access-control-expose-headers"].lower()
+        assert "retry-after" in readable and "x-request-id" in readable
         # the same email in another case and with spaces is the same email
         response = await client.post(
             "/api/auth/login", json={"email": " VICTIM@example.com", "password": "x"}
