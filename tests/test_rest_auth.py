@@ -202,3 +202,17 @@ async def test_email_is_stored_trimmed_and_lowercased(client: httpx.AsyncClient,
     async with app.state.services.engine.connect() as conn:
         stored = (await conn.execute(text("SELECT email FROM users"))).scalar_one()
     assert stored == "mixed@example.org"
+
+
+async def test_hashing_threads_run_niced(app) -> None:
+    """bcrypt runs in threads that yield the CPU to the event loop (Linux per-thread nice)."""
+    import os
+    import threading
+
+    def niceness() -> int:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    passwords = app.state.services.passwords
+    loop_nice = niceness()
+    hashing_nice = await passwords._run(niceness)
+    assert hashing_nice == min(19, loop_nice + 10)
