@@ -6,12 +6,12 @@ when FILE is stale. A test compares the file with what the running app serves.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import tempfile
-from pathlib import Path
 from typing import Any
+
+from api.specfile import export_main
 
 
 def openapi_document() -> dict[str, Any]:
@@ -33,23 +33,9 @@ def render(document: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Print the REST facade's OpenAPI document.")
-    target = parser.add_mutually_exclusive_group()
-    target.add_argument("--output", type=Path, metavar="FILE", help="write it to FILE")
-    target.add_argument("--check", type=Path, metavar="FILE", help="exit 1 if FILE is stale")
-    args = parser.parse_args(argv)
-    text = render(openapi_document())
-    if args.check is not None:
-        current = args.check.read_text(encoding="utf-8") if args.check.exists() else None
-        if current != text:
-            print(f"{args.check} is stale: regenerate it with --output", file=sys.stderr)
-            return 1
-        return 0
-    if args.output is not None:
-        args.output.write_text(text, encoding="utf-8")
-        return 0
-    sys.stdout.write(text)
-    return 0
+    return export_main(
+        lambda: render(openapi_document()), "Print the REST facade's OpenAPI document.", argv
+    )
 
 
 if __name__ == "__main__":
