@@ -46,44 +46,49 @@ def service_log(proc: subprocess.Popen[bytes]) -> str:
 
 
 @contextmanager
-def service(cwd: Path, **env: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """`python -m api` on a free port; its output goes to `cwd/service-<port>.log`.
-
-    Not a pipe: a chatty server would fill an unread pipe's buffer and block on its next log
-    line, stalling every request.
-    """
+def running(
+    command: list[str], *, cwd: Path, env: dict[str, str], ready_within: float = 30
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """Start a server process on `env["PORT"]` (a free one if unset), wait for /health, and
+    stop it with SIGTERM at the end. Its output goes to `cwd/service-<port>.log`, not a pipe:
+    a chatty server would fill an unread pipe's buffer and block on its next log line."""
     cwd.mkdir(parents=True, exist_ok=True)
-    port = free_port()
+    port = env.setdefault("PORT", str(free_port()))
     log_path = cwd / f"service-{port}.log"
     with open(log_path, "wb") as sink:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "api"],
-            cwd=cwd,
-            env=clean_env(**{"PORT": str(port), "BCRYPT_ROUNDS": "4", **env}),
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-        )
+        proc = subprocess.Popen(command, cwd=cwd, env=env, stdout=sink, stderr=subprocess.STDOUT)
     proc.log_path = log_path  # type: ignore[attr-defined]
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + ready_within
         while True:
             if proc.poll() is not None:
-                raise AssertionError(service_log(proc))
+                raise AssertionError(f"exited {proc.returncode}:\n{service_log(proc)}")
             try:
                 if httpx.get(f"{base}/health", timeout=1).status_code == 200:
                     break
             except httpx.TransportError:
                 pass
             if time.monotonic() > deadline:
-                raise AssertionError("service did not become healthy in 30 s")
+                raise AssertionError(f"not healthy in {ready_within} s:\n{service_log(proc)}")
             time.sleep(0.1)
         yield base, proc
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
             try:
-                proc.wait(timeout=15)
+                proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+@contextmanager
+def service(cwd: Path, **env: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """`python -m api` with a clean environment plus `env` (bcrypt at its cheapest)."""
+    with running(
+        [sys.executable, "-m", "api"],
+        cwd=cwd,
+        env=clean_env(**{"BCRYPT_ROUNDS": "4", **env}),
+    ) as started:
+        yield started

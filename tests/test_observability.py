@@ -6,11 +6,8 @@ import json
 import logging
 import os
 import re
-import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -35,6 +32,7 @@ from api.metrics import MAX_GRAPHQL_OPERATION_NAMES, RouteTemplates, record_grap
 from api.settings import load_settings
 from graphql_schema import operations
 from tests.conftest import FRONTEND, TEST_SECRET, Account, serve
+from tests.live import running
 
 REPO = Path(__file__).resolve().parent.parent
 GENERATED_ID = re.compile(r"[0-9a-f]{32}")
@@ -413,12 +411,6 @@ def test_recording_outside_a_request_does_nothing() -> None:
 # --- the real process: JSON lines, several workers, nothing secret in the output -------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @dataclass
 class RunningService:
     base: str
@@ -433,36 +425,8 @@ class RunningService:
 def running_service(
     command: list[str], *, cwd: Path, env: dict[str, str], ready_within: float = 60
 ) -> Iterator[RunningService]:
-    """Start a server process (output to a file: a pipe nobody reads would fill up and stall
-    it), wait for /health, stop it with SIGTERM at the end."""
-    cwd.mkdir(parents=True, exist_ok=True)
-    port = env.setdefault("PORT", str(free_port()))
-    log_path = cwd / f"service-{port}.log"
-    with log_path.open("wb") as sink:
-        process = subprocess.Popen(command, cwd=cwd, env=env, stdout=sink, stderr=subprocess.STDOUT)
-    service = RunningService(f"http://127.0.0.1:{port}", process, log_path)
-    try:
-        deadline = time.monotonic() + ready_within
-        while True:
-            if process.poll() is not None:
-                raise AssertionError(f"exited {process.returncode}:\n{service.output()}")
-            try:
-                if httpx.get(f"{service.base}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise AssertionError(f"not healthy in {ready_within} s:\n{service.output()}")
-            time.sleep(0.1)
-        yield service
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+    with running(command, cwd=cwd, env=env, ready_within=ready_within) as (base, process):
+        yield RunningService(base, process, process.log_path)  # type: ignore[attr-defined]
 
 
 def service_env(**extra: str) -> dict[str, str]:
