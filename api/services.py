@@ -50,7 +50,7 @@ class Services:
             database,
             pool_size=settings.db_pool_size,
             max_overflow=settings.db_max_overflow,
-            pool_timeout=settings.db_connect_timeout,
+            pool_timeout=settings.db_pool_timeout,
         )
         sessions = build_sessionmaker(engine)
         return cls(

@@ -118,3 +118,19 @@ def test_generated_secret_is_kept_owner_only(tmp_path: Path, monkeypatch) -> Non
     assert first == second and len(first.encode()) >= 32
     mode = stat.S_IMODE(os.stat(tmp_path / "secret.key").st_mode)
     assert mode == 0o600
+
+
+def test_pool_defaults_keep_connections_open(tmp_path: Path) -> None:
+    """Persistent connections, no overflow, and a pool wait longer than a connect."""
+    from api.services import Services
+
+    settings = load_settings(
+        database_url="postgresql://u@127.0.0.1:1/db", better_auth_secret="s" * 32, data_dir=tmp_path
+    )
+    assert (settings.db_pool_size, settings.db_max_overflow, settings.db_pool_timeout) == (
+        20,
+        0,
+        30,
+    )
+    pool = Services.from_settings(settings).engine.pool
+    assert pool.size() == 20 and pool._max_overflow == 0 and pool._timeout == 30  # type: ignore[attr-defined]
