@@ -22,7 +22,8 @@ from pathlib import Path
 import httpx
 
 from tests.conftest import TEST_SECRET
-from tests.test_observability import free_port, running_service
+from tests.live import free_port
+from tests.test_observability import running_service
 
 REPO = Path(__file__).resolve().parent.parent
 DEV_ONLY = ("pytest", "httpx", "hypothesis", "ruff", "pytest_asyncio")
