@@ -30,6 +30,17 @@ def _page_dir(tmp_path: Path) -> Path:
     return site
 
 
+def run_page(browser, url: str, screenshot: str) -> list[dict]:  # type: ignore[no-untyped-def]
+    """Open the page, wait until its calls are done, keep a screenshot, return its results."""
+    page = browser.new_page()
+    page.goto(url)
+    page.wait_for_function("window.done === true", timeout=20000)
+    results = page.evaluate("window.results")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{screenshot}.png"), full_page=True)
+    return results  # type: ignore[no-any-return]
+
+
 def test_frontend_calls_succeed_cross_origin(tmp_path: Path) -> None:
     page_port = free_port()
     frontend_origin = f"http://127.0.0.1:{page_port}"
@@ -38,12 +49,7 @@ def test_frontend_calls_succeed_cross_origin(tmp_path: Path) -> None:
         static_server(_page_dir(tmp_path), page_port) as site,
         chromium() as browser,
     ):
-        page = browser.new_page()
-        page.goto(f"{site}/index.html?api={api}")
-        page.wait_for_function("window.done === true", timeout=20000)
-        results = page.evaluate("window.results")
-        ARTIFACTS.mkdir(exist_ok=True)
-        page.screenshot(path=str(ARTIFACTS / "frontend-cross-origin.png"), full_page=True)
+        results = run_page(browser, f"{site}/index.html?api={api}", "frontend-cross-origin")
     steps = {r["step"]: r for r in results}
     expected = [
         "signup",
@@ -70,12 +76,7 @@ def test_other_origins_are_refused_by_the_browser(tmp_path: Path) -> None:
         static_server(_page_dir(tmp_path), page_port) as site,
         chromium() as browser,
     ):
-        page = browser.new_page()
-        page.goto(f"{site}/index.html?api={api}")
-        page.wait_for_function("window.done === true", timeout=20000)
-        results = page.evaluate("window.results")
-        ARTIFACTS.mkdir(exist_ok=True)
-        page.screenshot(path=str(ARTIFACTS / "frontend-refused-origin.png"), full_page=True)
+        results = run_page(browser, f"{site}/index.html?api={api}", "frontend-refused-origin")
     fetches = [r for r in results if "->" in r["detail"]]
     assert fetches, results
     # Every call failed inside the browser (TypeError: Failed to fetch), none got a status.
