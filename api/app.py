@@ -84,6 +84,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Observability (api/metrics.py, api/logging.py): outside CORS, the request log outermost,
     # so every response is counted and logged and carries X-Request-ID.
     if settings.metrics_enabled:
-        install_metrics(app, engine=services.engine)
+        install_metrics(app, store=services.store)
     app.add_middleware(RequestLogMiddleware)
     return app

@@ -8,7 +8,7 @@ only if the write commits, and events follow commit order:
   connection (`PostgresListener`) that reconnects with backoff when it drops. The payload
   carries the task as the write left it (it always fits NOTIFY's 8000 bytes at the current
   field limits; if it ever did not, the receiving instance loads the row instead).
-- SQLite: an in-process hand-off from the session's after-commit hook (one process owns the
+- SQLite: an in-process hand-off from the transaction's after-commit hook (one process owns the
   file; with several workers each sees only its own writes, and start-up says so).
 
 Each instance fans events out to the subscriptions of the task's owner (`TaskEventHub`),
@@ -39,13 +39,11 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 import orjson
-from sqlalchemy import event as sa_event
-from sqlalchemy import select, text
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
-from sqlalchemy.orm import Session
+from sqlalchemy import bindparam, select, text
 
 from api.settings import ConfigError
 from db.models import Task
+from db.store import Store, Transaction
 from db.url import DatabaseTarget, parse_database_url
 from graphql_schema.errors import DomainError, SubscriberTooSlow, TooManySubscriptions, Unavailable
 
@@ -289,8 +287,8 @@ class EventBus:
     async def stop(self) -> None:
         self.hub.end_all(Unavailable)
 
-    async def publish(self, session: AsyncSession, event: TaskEvent) -> None:
-        """Stage `event` in `session`'s transaction: it is delivered only if that commits."""
+    async def publish(self, transaction: Transaction, event: TaskEvent) -> None:
+        """Stage `event` in `transaction`: it is delivered only if that commits."""
         raise NotImplementedError
 
     @asynccontextmanager
@@ -307,11 +305,8 @@ class EventBus:
         pass
 
 
-_PENDING = "todo.task_events"
-
-
 class LocalEventBus(EventBus):
-    """SQLite: events go from the committing session straight to this process's hub."""
+    """SQLite: events go from the committing transaction straight to this process's hub."""
 
     def __init__(self, hub: TaskEventHub, *, workers: int = 1) -> None:
         super().__init__(hub)
@@ -325,23 +320,17 @@ class LocalEventBus(EventBus):
                 self._workers,
             )
 
-    async def publish(self, session: AsyncSession, event: TaskEvent) -> None:
-        info = session.info
-        if _PENDING not in info:
-            info[_PENDING] = []
-            # Fired right after the database commit, while the connection is still held, so
-            # events leave in commit order; a rollback discards them.
-            sa_event.listen(session.sync_session, "after_commit", self._after_commit)
-            sa_event.listen(session.sync_session, "after_rollback", self._after_rollback)
-        info[_PENDING].append(event)
+    async def publish(self, transaction: Transaction, event: TaskEvent) -> None:
+        # Run right after the database commit, while the connection is still held, so events
+        # leave in commit order; a rollback discards them.
+        transaction.after_commit(lambda: self.hub.deliver(event))
 
-    def _after_commit(self, session: Session) -> None:
-        pending, session.info[_PENDING] = session.info[_PENDING], []
-        for event in pending:
-            self.hub.deliver(event)
 
-    def _after_rollback(self, session: Session) -> None:
-        session.info[_PENDING] = []
+_NOTIFY = text("SELECT pg_notify(:channel, pg_current_xact_id()::text || ' ' || :body)")
+_SNAPSHOT = text("SELECT pg_current_snapshot()::text")
+_LOAD_TASK = select(
+    Task.title, Task.description, Task.completed, Task.created_at, Task.updated_at
+).where(Task.id == bindparam("task_id"))
 
 
 class PostgresEventBus(EventBus):
@@ -351,14 +340,12 @@ class PostgresEventBus(EventBus):
         self,
         hub: TaskEventHub,
         *,
-        engine: AsyncEngine,
-        sessions: async_sessionmaker[AsyncSession],
+        store: Store,
         listener_target: DatabaseTarget,
         wait_seconds: float,
     ) -> None:
         super().__init__(hub)
-        self._engine = engine
-        self._sessions = sessions
+        self._store = store
         self._wait_seconds = wait_seconds
         self._inbox: asyncio.Queue[str] = asyncio.Queue()
         self._dispatcher: asyncio.Task[None] | None = None
@@ -380,11 +367,8 @@ class PostgresEventBus(EventBus):
             self._dispatcher = None
         await super().stop()
 
-    async def publish(self, session: AsyncSession, event: TaskEvent) -> None:
-        await session.execute(
-            text("SELECT pg_notify(:channel, pg_current_xact_id()::text || ' ' || :body)"),
-            {"channel": CHANNEL, "body": encode_body(event)},
-        )
+    async def publish(self, transaction: Transaction, event: TaskEvent) -> None:
+        await transaction.execute(_NOTIFY, {"channel": CHANNEL, "body": encode_body(event)})
 
     async def _prepare(self, subscription: Subscription) -> None:
         if not self.listener.listening.is_set():
@@ -394,9 +378,8 @@ class PostgresEventBus(EventBus):
                 log.warning("subscription refused: the event listener is not connected")
                 raise Unavailable() from None
         try:
-            async with asyncio.timeout(self._wait_seconds), self._engine.connect() as conn:
-                result = await conn.exec_driver_sql("SELECT pg_current_snapshot()::text")
-                snapshot = Snapshot.parse(result.scalar_one())
+            async with asyncio.timeout(self._wait_seconds):
+                snapshot = Snapshot.parse(await self._store.scalar(_SNAPSHOT))
         except Exception as exc:
             log.warning("subscription refused: %s: %s", type(exc).__name__, exc)
             raise Unavailable() from exc
@@ -417,9 +400,7 @@ class PostgresEventBus(EventBus):
                 self.hub.deliver(event)
 
     async def _load(self, event: TaskEvent) -> TaskEvent | None:
-        columns = (Task.title, Task.description, Task.completed, Task.created_at, Task.updated_at)
-        async with self._sessions() as session:
-            row = (await session.execute(select(*columns).where(Task.id == event.task_id))).first()
+        row = await self._store.row(_LOAD_TASK, {"task_id": event.task_id})
         if row is None:  # deleted since; its DELETED event follows
             return None
         title, description, completed, created_at, updated_at = row
@@ -592,8 +573,7 @@ def listener_target(settings: Settings, database: DatabaseTarget) -> DatabaseTar
 def build_event_bus(
     settings: Settings,
     database: DatabaseTarget,
-    engine: AsyncEngine,
-    sessions: async_sessionmaker[AsyncSession],
+    store: Store,
 ) -> EventBus:
     hub = TaskEventHub(
         per_user=settings.subscriptions_per_user, queue_size=settings.subscription_queue_size
@@ -602,8 +582,7 @@ def build_event_bus(
         return LocalEventBus(hub, workers=settings.web_concurrency)
     return PostgresEventBus(
         hub,
-        engine=engine,
-        sessions=sessions,
+        store=store,
         listener_target=listener_target(settings, database),
         wait_seconds=settings.db_connect_timeout,
     )

@@ -39,12 +39,12 @@ from prometheus_client import multiprocess as prometheus_multiprocess
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
-from sqlalchemy import event
-from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, WebSocketRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from db.store import Store
 
 __all__ = [
     "AppMetrics",
@@ -81,7 +81,7 @@ def record_graphql_operation(name: str | None, outcome: str) -> None:
 
 
 class AppMetrics:
-    def __init__(self, *, engine: AsyncEngine | None = None) -> None:
+    def __init__(self, *, store: Store | None = None) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         registry = self.registry
         self.requests = Counter(
@@ -104,7 +104,7 @@ class AppMetrics:
         )
         self.pool_size = Gauge(
             "todo_db_pool_size",
-            "Connections the database pool keeps (it may open DB_MAX_OVERFLOW more).",
+            "Connections the database pool keeps at most (DB_POOL_SIZE; 1 on SQLite).",
             registry=registry,
             multiprocess_mode="livesum",
         )
@@ -123,16 +123,12 @@ class AppMetrics:
         else:
             Path(MULTIPROCESS_DIR).mkdir(parents=True, exist_ok=True)
             _forget_this_process_at_exit()
-        if engine is not None:
-            self.watch_pool(engine)
+        if store is not None:
+            self.watch_pool(store)
 
-    def watch_pool(self, engine: AsyncEngine) -> None:
-        size = getattr(engine.pool, "size", None)
-        self.pool_size.set(size() if callable(size) else 0)
-        in_use = self.pool_in_use
-        # Every checkout has its checkin (also for an invalidated connection).
-        event.listen(engine.sync_engine, "checkout", lambda *_: in_use.inc())
-        event.listen(engine.sync_engine, "checkin", lambda *_: in_use.dec())
+    def watch_pool(self, store: Store) -> None:
+        self.pool_size.set(store.pool_capacity)
+        store.watch_pool(self.pool_in_use.inc, self.pool_in_use.dec)
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         key = (method, route, status)
@@ -271,10 +267,10 @@ class MetricsMiddleware:
             _current.reset(token)
 
 
-def install_metrics(app: Any, *, engine: AsyncEngine | None) -> AppMetrics:
+def install_metrics(app: Any, *, store: Store | None) -> AppMetrics:
     """Serve `GET /metrics` and count requests. Add it after CORSMiddleware (so outside it:
     preflights count too) and before the request log (which stays outermost)."""
-    metrics = AppMetrics(engine=engine)
+    metrics = AppMetrics(store=store)
     app.add_route("/metrics", metrics.endpoint, methods=["GET"], include_in_schema=False)
     app.add_middleware(MetricsMiddleware, metrics=metrics, routes=app.router.routes)
     app.state.metrics = metrics

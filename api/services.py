@@ -6,13 +6,14 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.events import EventBus, build_event_bus
 from api.ratelimit import AuthRateLimiter
 from api.security import PasswordHasher, TokenService
 from api.settings import Settings, resolve_secret
-from db.engine import build_engine, build_sessionmaker
+from db.engine import build_engine
+from db.store import Store, build_store
 from db.url import DatabaseTarget, parse_database_url, sqlite_url_for
 
 log = logging.getLogger("todo")
@@ -23,8 +24,7 @@ class Services:
     settings: Settings
     database: DatabaseTarget
     engine: AsyncEngine
-    sessions: async_sessionmaker[AsyncSession]
-    reader: AsyncEngine  # the same pool in autocommit mode, for single-statement reads
+    store: Store  # where the operations' statements run (db/store.py)
     passwords: PasswordHasher
     tokens: TokenService
     limiter: AuthRateLimiter
@@ -46,25 +46,27 @@ class Services:
             per_email=settings.rate_limit_per_email,
             storage_url=settings.rate_limit_storage_url,
         )
-        engine = build_engine(
+        # On PostgreSQL the requests' statements go through the store's own asyncpg pool; the
+        # engine (migrations aside, which open their own) serves only maintenance and tests.
+        engine = build_engine(database, pool_size=2, pool_timeout=settings.db_pool_timeout)
+        store = build_store(
             database,
+            engine,
             pool_size=settings.db_pool_size,
-            max_overflow=settings.db_max_overflow,
             pool_timeout=settings.db_pool_timeout,
         )
-        sessions = build_sessionmaker(engine)
         return cls(
             settings=settings,
             database=database,
             engine=engine,
-            sessions=sessions,
-            reader=engine.execution_options(isolation_level="AUTOCOMMIT"),
+            store=store,
             passwords=PasswordHasher(settings.bcrypt_rounds),
             tokens=TokenService(secret, settings.jwt_expiration_hours),
             limiter=limiter,
-            events=build_event_bus(settings, database, engine, sessions),
+            events=build_event_bus(settings, database, store),
         )
 
     async def aclose(self) -> None:
+        await self.store.close()
         await self.engine.dispose()
         self.passwords.close()

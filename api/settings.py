@@ -44,10 +44,10 @@ class Settings(BaseSettings):
     data_dir: Path = Path("data")
     bcrypt_rounds: int = Field(default=12, ge=4, le=16)
 
-    # Persistent connections, no overflow: overflow connections are opened and closed under
-    # load, and the benchmark saw requests wait behind them into 503s (bench/PROFILE.md).
+    # PostgreSQL connections per worker (db/store.py's asyncpg pool), opened as needed and
+    # kept: connections opened and closed per burst made requests wait into 503s
+    # (bench/PROFILE.md).
     db_pool_size: int = Field(default=20, ge=1, le=200)
-    db_max_overflow: int = Field(default=0, ge=0, le=200)
     db_connect_timeout: float = Field(default=5.0, gt=0, le=120)
     # Waiting for a free pooled connection is load, not an outage: longer than a connect.
     db_pool_timeout: float = Field(default=30.0, gt=0, le=600)

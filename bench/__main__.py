@@ -631,15 +631,15 @@ def main(argv: list[str] | None = None) -> int:
             DATA_DIR=str(tmp / "data"),
             WEB_CONCURRENCY="1",
         )
-        pool_size = int(os.environ.get("DB_POOL_SIZE", "10"))
-        max_overflow = int(os.environ.get("DB_MAX_OVERFLOW", "10"))
+        # The service's pool size (DB_POOL_SIZE, default 20) is the floor's too.
+        pool_size = int(os.environ.get("DB_POOL_SIZE", "20"))
         floor_env = dict(
             base_env,
             FLOOR_DATABASE_URL=db_url,
             BETTER_AUTH_SECRET=secret,
             BCRYPT_ROUNDS=str(opts.bcrypt_rounds),
             FLOOR_POOL_MIN=str(pool_size),
-            FLOOR_POOL_MAX=str(pool_size + max_overflow),
+            FLOOR_POOL_MAX=str(pool_size),
             FLOOR_USER_CHECK=opts.floor_user_check,
         )
         servers = {
@@ -705,7 +705,10 @@ def main(argv: list[str] | None = None) -> int:
         elapsed = time.monotonic() - started
         data = {
             "machine": machine_info(pg_version),
-            "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(opts).items()},
+            "options": {
+                **{k: (str(v) if isinstance(v, Path) else v) for k, v in vars(opts).items()},
+                "pool_size": pool_size,
+            },
             "bcrypt": rate,
             "seed": {
                 "list_users": len(list_users),

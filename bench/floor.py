@@ -14,7 +14,7 @@ Configuration from the environment (the harness sets it):
   FLOOR_DATABASE_URL   postgresql://user@host:port/db
   BETTER_AUTH_SECRET   the service's signing secret
   BCRYPT_ROUNDS        cost of the dummy hash for unknown emails (default 12)
-  FLOOR_POOL_MIN / FLOOR_POOL_MAX   asyncpg pool (default 10 / 20, the service's 10 + 10)
+  FLOOR_POOL_MIN / FLOOR_POOL_MAX   asyncpg pool (default 20 / 20, the service's DB_POOL_SIZE)
 
 Serve with: uvicorn bench.floor:app --loop uvloop --http httptools
 """
@@ -350,7 +350,7 @@ async def lifespan(_app: Starlette):  # type: ignore[no-untyped-def]
         raise RuntimeError("BETTER_AUTH_SECRET must be at least 32 bytes")
     _pool = await asyncpg.create_pool(
         os.environ["FLOOR_DATABASE_URL"],
-        min_size=int(os.environ.get("FLOOR_POOL_MIN", "10")),
+        min_size=int(os.environ.get("FLOOR_POOL_MIN", "20")),
         max_size=int(os.environ.get("FLOOR_POOL_MAX", "20")),
     )
     try:

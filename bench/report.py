@@ -205,7 +205,7 @@ def markdown(data: dict[str, Any]) -> str:
         f"{o['login_duration']:.0f} s), service and floor alternating (A B, B A, ...), after "
         f"{o['warmup']:.0f} s of warm-up each; the tables show medians, service round values "
         f"in small print. BCRYPT_ROUNDS={o['bcrypt_rounds']}, rate limits off (10^9/minute), "
-        f"DB pool 10 + 10 (floor: asyncpg pool of 20).",
+        f"DB pool: {o.get('pool_size', 20)} connections (asyncpg), the floor's the same.",
         f"- Data: {data['seed']['list_users']} users with 20 tasks each (list, get, update, "
         f"login), {data['seed']['write_users']} writers (create, delete), one user with "
         f"{data['seed']['big_user_tasks']} tasks; all seeded over HTTP through the REST API.",

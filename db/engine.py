@@ -5,12 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import event
-from sqlalchemy.ext.asyncio import (
-    AsyncEngine,
-    AsyncSession,
-    async_sessionmaker,
-    create_async_engine,
-)
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from db.url import DatabaseTarget
 
@@ -27,9 +22,8 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 def build_engine(
     target: DatabaseTarget,
     *,
-    pool_size: int = 10,
-    max_overflow: int = 10,
-    pool_timeout: float = 5.0,
+    pool_size: int = 2,
+    pool_timeout: float = 30.0,
 ) -> AsyncEngine:
     if target.is_sqlite:
         assert target.sqlite_path is not None
@@ -45,7 +39,7 @@ def build_engine(
         target.url,
         connect_args=target.connect_args,
         pool_size=pool_size,
-        max_overflow=max_overflow,
+        max_overflow=0,
         pool_timeout=pool_timeout,
         # No pre-ping: on asyncpg it costs three round trips (BEGIN, ping, ROLLBACK) on every
         # checkout. A connection the database dropped fails its first statement instead: that
@@ -55,7 +49,3 @@ def build_engine(
         pool_recycle=300,
         hide_parameters=True,  # emails and password hashes stay out of logged errors
     )
-
-
-def build_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)

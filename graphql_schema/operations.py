@@ -1,7 +1,8 @@
 """The service's use cases, one async function each, shared by GraphQL and REST.
 
-Every function takes keyword arguments only, opens its own short-lived session (sibling
-GraphQL resolvers run concurrently and must never share one), enforces ownership in the query
+Every function takes keyword arguments only, runs its statements through the store (db/store.py:
+each read on a connection of its own, in autocommit; each write in a transaction of its own, so
+sibling GraphQL resolvers never share one), enforces ownership in the query
 itself (`WHERE id = :id AND user_id = :caller`: not yours and not there are the same answer),
 and raises only DomainError subclasses, with database outages turned into Unavailable.
 Task writes publish a TaskEvent inside their own transaction (api/events.py), so live updates
@@ -15,17 +16,31 @@ import logging
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 
-from sqlalchemy import Select, and_, delete, exists, func, insert, or_, select, union_all
-from sqlalchemy import exc as sa_exc
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy import (
+    BindParameter,
+    Select,
+    and_,
+    bindparam,
+    delete,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    union_all,
+    update,
+)
 
 from api.events import TaskEvent
 from api.security import bearer_token
 from api.services import Services
 from db.models import Task, User
+from db.store import ConstraintViolation, is_outage
 from graphql_schema.errors import (
     Conflict,
     DomainError,
@@ -102,61 +117,73 @@ _TASK_COLUMNS = (
     Task.updated_at,
 )
 
+# The statements, built once: the store compiles each once and reuses it (db/store.py).
+# Every INSERT names all its columns, so no value comes from a SQLAlchemy-side default.
+_USER_EXISTS = select(exists().where(User.id == bindparam("user_id")))
+_EMAIL_TAKEN = select(exists().where(User.email == bindparam("email")))
+_INSERT_USER = insert(User).values(
+    id=bindparam("new_id"),
+    email=bindparam("new_email"),
+    password_hash=bindparam("new_password_hash"),
+    created_at=bindparam("new_created_at"),
+)
+_CREDENTIALS = select(User.id, User.email, User.password_hash).where(
+    User.email == bindparam("email")
+)
+_USER = select(User.id, User.email).where(User.id == bindparam("user_id"))
+_LIST_TASKS = (
+    select(*_TASK_COLUMNS)
+    .where(Task.user_id == bindparam("user_id"))
+    .order_by(Task.created_at.desc(), Task.id.desc())
+)
+_GET_TASK = select(*_TASK_COLUMNS).where(
+    Task.id == bindparam("task_id"), Task.user_id == bindparam("user_id")
+)
+_LOCK_TASK = _GET_TASK.with_for_update()
+_INSERT_TASK = insert(Task).values(
+    id=bindparam("new_id"),
+    title=bindparam("new_title"),
+    description=bindparam("new_description"),
+    completed=bindparam("new_completed"),
+    user_id=bindparam("new_user_id"),
+    created_at=bindparam("new_created_at"),
+    updated_at=bindparam("new_updated_at"),
+)
+# All mutable columns at once: one statement whatever the change (the row is locked).
+_UPDATE_TASK = (
+    update(Task)
+    .where(Task.id == bindparam("task_id"))
+    .values(
+        title=bindparam("new_title"),
+        description=bindparam("new_description"),
+        completed=bindparam("new_completed"),
+        updated_at=bindparam("new_updated_at"),
+    )
+)
+_DELETE_TASK = delete(Task).where(
+    Task.id == bindparam("task_id"), Task.user_id == bindparam("user_id")
+)
+_PING = text("SELECT 1")
+
 
 def _task(row: object) -> TaskRecord:
     return TaskRecord(*row)  # type: ignore[misc]
 
 
-def _is_outage(exc: BaseException) -> bool:
-    if isinstance(exc, (OSError, TimeoutError, sa_exc.TimeoutError)):
-        return True
-    if isinstance(exc, sa_exc.DBAPIError):
-        if exc.connection_invalidated or isinstance(
-            exc, (sa_exc.OperationalError, sa_exc.InterfaceError)
-        ):
-            return True
-        orig = getattr(exc, "orig", None)
-        cause = getattr(orig, "__cause__", None) or orig
-        name = type(cause).__name__
-        return name in {
-            "CannotConnectNowError",
-            "ConnectionDoesNotExistError",
-            "ConnectionFailureError",
-            "AdminShutdownError",
-            "TooManyConnectionsError",
-            "InternalClientError",
-        } or isinstance(cause, (OSError, TimeoutError))
-    return False
-
-
 @asynccontextmanager
 async def _database_errors() -> AsyncIterator[None]:
-    """Database outages surface as Unavailable (503), logged with their stack."""
+    """Database outages surface as Unavailable (503), logged with their cause."""
     try:
         yield
     except DomainError:
         raise
     except Exception as exc:
-        if _is_outage(exc):
+        if is_outage(exc):
             # The cause, not a stack: an outage is expected, and a stack per request would
             # bury the line that says what happened. Unexpected errors (500) keep theirs.
             log.warning("database unavailable: %s: %s", type(exc).__name__, exc)
             raise Unavailable() from exc
         raise
-
-
-@asynccontextmanager
-async def _transaction(services: Services) -> AsyncIterator[AsyncSession]:
-    """A session in a transaction, for writes."""
-    async with _database_errors(), services.sessions() as session, session.begin():
-        yield session
-
-
-@asynccontextmanager
-async def _reading(services: Services) -> AsyncIterator[AsyncConnection]:
-    """A connection in autocommit mode for single-statement reads: no BEGIN/COMMIT trips."""
-    async with _database_errors(), services.reader.connect() as connection:
-        yield connection
 
 
 async def _require_user(services: Services, caller: Caller) -> None:
@@ -168,8 +195,8 @@ async def _require_user(services: Services, caller: Caller) -> None:
     """
     if caller.account_checked:
         return
-    async with _reading(services) as connection:
-        found = await connection.scalar(select(exists().where(User.id == caller.user_id)))
+    async with _database_errors():
+        found = await services.store.scalar(_USER_EXISTS, {"user_id": caller.user_id})
     if not found:
         raise Unauthenticated()
 
@@ -221,23 +248,24 @@ async def signup(
 ) -> AuthResult:
     await services.limiter.hit(action="signup", address=client_address, email=_limit_key(email))
     credentials = validate_signup(email, password)
-    async with _reading(services) as connection:
-        taken = await connection.scalar(select(exists().where(User.email == credentials.email)))
+    async with _database_errors():
+        taken = await services.store.scalar(_EMAIL_TAKEN, {"email": credentials.email})
     if taken:
         raise Conflict()
     password_hash = await services.passwords.hash(credentials.password)
     user = UserRecord(id=uuid.uuid4(), email=credentials.email)
     try:
-        async with _transaction(services) as session:
-            await session.execute(
-                insert(User).values(
-                    id=user.id,
-                    email=user.email,
-                    password_hash=password_hash,
-                    created_at=_now(),
-                )
+        async with _database_errors():
+            await services.store.execute(
+                _INSERT_USER,
+                {
+                    "new_id": user.id,
+                    "new_email": user.email,
+                    "new_password_hash": password_hash,
+                    "new_created_at": _now(),
+                },
             )
-    except sa_exc.IntegrityError:
+    except ConstraintViolation:
         # Lost a race with a concurrent signup for the same address.
         raise Conflict() from None
     return AuthResult(token=services.tokens.issue(user.id, user.email), user=user)
@@ -250,14 +278,8 @@ async def login(
     credentials = validate_login(email, password)
     row = None
     if is_valid_email(credentials.email):
-        async with _reading(services) as connection:
-            row = (
-                await connection.execute(
-                    select(User.id, User.email, User.password_hash).where(
-                        User.email == credentials.email
-                    )
-                )
-            ).first()
+        async with _database_errors():
+            row = await services.store.row(_CREDENTIALS, {"email": credentials.email})
     # Same hashing work whether the email is unknown or the password wrong.
     if not await services.passwords.verify(credentials.password, row[2] if row else None):
         raise InvalidCredentials()
@@ -274,10 +296,8 @@ def _limit_key(email: object) -> str | None:
 
 
 async def get_user(*, services: Services, caller: Caller) -> UserRecord:
-    async with _reading(services) as connection:
-        row = (
-            await connection.execute(select(User.id, User.email).where(User.id == caller.user_id))
-        ).first()
+    async with _database_errors():
+        row = await services.store.row(_USER, {"user_id": caller.user_id})
     if row is None:
         raise Unauthenticated()
     return UserRecord(id=row[0], email=row[1])
@@ -288,13 +308,8 @@ async def get_user(*, services: Services, caller: Caller) -> UserRecord:
 
 async def list_tasks(*, services: Services, caller: Caller) -> list[TaskRecord]:
     """All of the caller's tasks, newest first, ties broken by id (descending)."""
-    query = (
-        select(*_TASK_COLUMNS)
-        .where(Task.user_id == caller.user_id)
-        .order_by(Task.created_at.desc(), Task.id.desc())
-    )
-    async with _reading(services) as connection:
-        rows = (await connection.execute(query)).all()
+    async with _database_errors():
+        rows = await services.store.rows(_LIST_TASKS, {"user_id": caller.user_id})
     if not rows:
         await _require_user(services, caller)
     return [_task(row) for row in rows]
@@ -302,12 +317,8 @@ async def list_tasks(*, services: Services, caller: Caller) -> list[TaskRecord]:
 
 async def get_task(*, services: Services, caller: Caller, task_id: object) -> TaskRecord:
     task_uuid = await _task_id(services, caller, task_id)
-    async with _reading(services) as connection:
-        row = (
-            await connection.execute(
-                select(*_TASK_COLUMNS).where(Task.id == task_uuid, Task.user_id == caller.user_id)
-            )
-        ).first()
+    async with _database_errors():
+        row = await services.store.row(_GET_TASK, {"task_id": task_uuid, "user_id": caller.user_id})
     if row is None:
         await _require_user(services, caller)
         raise NotFound()
@@ -332,6 +343,15 @@ async def _input_errors(services: Services, caller: Caller) -> AsyncIterator[Non
         raise
 
 
+def _task_values(task: TaskRecord) -> dict[str, object]:
+    return {
+        "new_title": task.title,
+        "new_description": task.description,
+        "new_completed": task.completed,
+        "new_updated_at": task.updated_at,
+    }
+
+
 async def create_task(
     *, services: Services, caller: Caller, title: object, description: object = MISSING
 ) -> TaskRecord:
@@ -348,20 +368,18 @@ async def create_task(
         updated_at=now,
     )
     try:
-        async with _transaction(services) as session:
-            await session.execute(
-                insert(Task).values(
-                    id=task.id,
-                    title=task.title,
-                    description=task.description,
-                    completed=False,
-                    user_id=task.user_id,
-                    created_at=now,
-                    updated_at=now,
-                )
+        async with _database_errors(), services.store.transaction() as transaction:
+            await transaction.execute(
+                _INSERT_TASK,
+                {
+                    **_task_values(task),
+                    "new_id": task.id,
+                    "new_user_id": task.user_id,
+                    "new_created_at": now,
+                },
             )
-            await services.events.publish(session, TaskEvent.created(task))
-    except sa_exc.IntegrityError:
+            await services.events.publish(transaction, TaskEvent.created(task))
+    except ConstraintViolation:
         # The caller's account was deleted after its token was checked.
         raise Unauthenticated() from None
     return task
@@ -375,27 +393,17 @@ async def update_task(
         changes = validate_task_changes(fields)
     task_uuid = await _task_id(services, caller, task_id)
     record: TaskRecord | None = None
-    async with _transaction(services) as session:
-        task = await session.scalar(
-            select(Task)
-            .where(Task.id == task_uuid, Task.user_id == caller.user_id)
-            .with_for_update()
-        )
-        if task is not None:
-            for name, value in changes.items():
-                setattr(task, name, value)
-            task.updated_at = max(_now(), task.updated_at + _ONE_MICROSECOND)
-            await session.flush()
-            record = TaskRecord(
-                id=task.id,
-                title=task.title,
-                description=task.description,
-                completed=task.completed,
-                user_id=task.user_id,
-                created_at=task.created_at,
-                updated_at=task.updated_at,
+    async with _database_errors(), services.store.transaction() as transaction:
+        row = await transaction.row(_LOCK_TASK, {"task_id": task_uuid, "user_id": caller.user_id})
+        if row is not None:
+            current = _task(row)
+            record = replace(
+                current,
+                **changes,  # type: ignore[arg-type]
+                updated_at=max(_now(), current.updated_at + _ONE_MICROSECOND),
             )
-            await services.events.publish(session, TaskEvent.updated(record))
+            await transaction.execute(_UPDATE_TASK, {**_task_values(record), "task_id": task_uuid})
+            await services.events.publish(transaction, TaskEvent.updated(record))
     if record is None:
         # Outside the transaction: SQLite's single pooled connection is free again.
         await _require_user(services, caller)
@@ -405,13 +413,13 @@ async def update_task(
 
 async def delete_task(*, services: Services, caller: Caller, task_id: object) -> uuid.UUID:
     task_uuid = await _task_id(services, caller, task_id)
-    async with _transaction(services) as session:
-        result = await session.execute(
-            delete(Task).where(Task.id == task_uuid, Task.user_id == caller.user_id)
+    async with _database_errors(), services.store.transaction() as transaction:
+        deleted = await transaction.execute(
+            _DELETE_TASK, {"task_id": task_uuid, "user_id": caller.user_id}
         )
-        if result.rowcount:  # type: ignore[attr-defined]
-            await services.events.publish(session, TaskEvent.deleted(task_uuid, caller.user_id))
-    if result.rowcount == 0:  # type: ignore[attr-defined]
+        if deleted:
+            await services.events.publish(transaction, TaskEvent.deleted(task_uuid, caller.user_id))
+    if not deleted:
         await _require_user(services, caller)
         raise NotFound()
     return task_uuid
@@ -438,21 +446,65 @@ class TaskPage:
     has_next_page: bool
 
 
-def _page_query(
-    owner: Caller, first: int, after: TaskPosition | None, completed: bool | None
-) -> Select:  # type: ignore[type-arg]
-    query = select(*_TASK_COLUMNS).where(Task.user_id == owner.user_id)
-    if completed is not None:
-        query = query.where(Task.completed == completed)
-    if after is not None:
+def _page_branch(index: int, after: bool, completed: bool) -> Select:  # type: ignore[type-arg]
+    query = select(*_TASK_COLUMNS).where(Task.user_id == bindparam(f"owner_{index}"))
+    if completed:
+        query = query.where(Task.completed == bindparam("completed"))
+    if after:
+        created_at, task_id = bindparam("after_created_at"), bindparam("after_id")
         query = query.where(
             or_(
-                Task.created_at < after.created_at,
-                and_(Task.created_at == after.created_at, Task.id < after.id),
+                Task.created_at < created_at,
+                and_(Task.created_at == created_at, Task.id < task_id),
             )
         )
     # One row more than asked tells whether another page follows.
-    return query.order_by(Task.created_at.desc(), Task.id.desc()).limit(first + 1)
+    return query.order_by(Task.created_at.desc(), Task.id.desc()).limit(bindparam("limit"))
+
+
+@lru_cache(maxsize=128)
+def _page_statement(owners: int, after: bool, completed: bool) -> Select:  # type: ignore[type-arg]
+    """One statement per shape (how many owners, which filters), built once."""
+    branches = [_page_branch(index, after, completed) for index in range(owners)]
+    if owners == 1:
+        return branches[0]
+    # SQLite refuses ORDER BY/LIMIT directly inside a compound select: wrap each branch.
+    subqueries = [branch.subquery() for branch in branches]
+    return union_all(*(select(*sub.c) for sub in subqueries))  # type: ignore[return-value]
+
+
+def _owner_param(index: int) -> BindParameter[uuid.UUID]:
+    # Typed: inside IN (...) a parameter does not take the column's type (SQLite stores
+    # UUIDs as text and needs it to convert).
+    return bindparam(f"owner_{index}", type_=Task.user_id.type)
+
+
+@lru_cache(maxsize=128)
+def _count_statement(owners: int, completed: bool) -> Select:  # type: ignore[type-arg]
+    query = (
+        select(Task.user_id, func.count())
+        .where(Task.user_id.in_([_owner_param(index) for index in range(owners)]))
+        .group_by(Task.user_id)
+    )
+    if completed:
+        query = query.where(Task.completed == bindparam("completed"))
+    return query
+
+
+@lru_cache(maxsize=128)
+def _users_statement(count: int) -> Select:  # type: ignore[type-arg]
+    return select(User.id, User.email).where(
+        User.id.in_([bindparam(f"user_{index}", type_=User.id.type) for index in range(count)])
+    )
+
+
+def _owner_params(owners: Sequence[Caller]) -> dict[str, object]:
+    return {f"owner_{index}": owner.user_id for index, owner in enumerate(owners)}
+
+
+async def _require_users(services: Services, owners: Sequence[Caller]) -> None:
+    for owner in owners:
+        await _require_user(services, owner)
 
 
 async def load_task_pages(
@@ -468,26 +520,30 @@ async def load_task_pages(
     Each owner gets an `ORDER BY ... LIMIT` branch that the (user_id, created_at, id) index
     serves and that stops after `first + 1` rows; the branches are joined with UNION ALL. (A
     window function over `user_id IN (...)` would read every task of every owner first.)
+    An owner whose page is empty is checked to still exist, as `list_tasks` does.
     """
     if not owners:
         return {}
-    branches = [_page_query(owner, first, after, completed) for owner in owners]
-    if len(branches) == 1:
-        statement = branches[0]
-    else:
-        # SQLite refuses ORDER BY/LIMIT directly inside a compound select: wrap each branch.
-        subqueries = [branch.subquery() for branch in branches]
-        statement = union_all(*(select(*sub.c) for sub in subqueries))
-    async with _reading(services) as connection:
-        rows = (await connection.execute(statement)).all()
+    params = _owner_params(owners)
+    params["limit"] = first + 1
+    if completed is not None:
+        params["completed"] = completed
+    if after is not None:
+        params["after_created_at"] = after.created_at
+        params["after_id"] = after.id
+    statement = _page_statement(len(owners), after is not None, completed is not None)
+    async with _database_errors():
+        rows = await services.store.rows(statement, params)
     by_owner: dict[uuid.UUID, list[TaskRecord]] = {owner.user_id: [] for owner in owners}
     for row in rows:
         task = _task(row)
         by_owner[task.user_id].append(task)
+    await _require_users(services, [owner for owner in owners if not by_owner[owner.user_id]])
     pages = {}
     for user_id, tasks in by_owner.items():
         # UNION ALL keeps no order across branches; each list is small (first + 1).
-        tasks.sort(key=lambda t: (t.created_at, t.id), reverse=True)
+        if len(owners) > 1:
+            tasks.sort(key=lambda t: (t.created_at, t.id), reverse=True)
         pages[user_id] = TaskPage(tasks=tasks[:first], has_next_page=len(tasks) > first)
     return pages
 
@@ -498,17 +554,15 @@ async def count_tasks(
     """How many tasks each owner has (optionally only completed or open ones)."""
     if not owners:
         return {}
-    query = (
-        select(Task.user_id, func.count())
-        .where(Task.user_id.in_([owner.user_id for owner in owners]))
-        .group_by(Task.user_id)
-    )
+    params = _owner_params(owners)
     if completed is not None:
-        query = query.where(Task.completed == completed)
-    async with _reading(services) as connection:
-        rows = (await connection.execute(query)).all()
+        params["completed"] = completed
+    statement = _count_statement(len(owners), completed is not None)
+    async with _database_errors():
+        rows = await services.store.rows(statement, params)
     counts = {owner.user_id: 0 for owner in owners}
     counts.update({row[0]: row[1] for row in rows})
+    await _require_users(services, [owner for owner in owners if not counts[owner.user_id]])
     return counts
 
 
@@ -521,10 +575,9 @@ async def load_users_by_ids(
     """
     if not user_ids:
         return {}
-    async with _reading(services) as connection:
-        rows = (
-            await connection.execute(select(User.id, User.email).where(User.id.in_(user_ids)))
-        ).all()
+    params = {f"user_{index}": user_id for index, user_id in enumerate(user_ids)}
+    async with _database_errors():
+        rows = await services.store.rows(_users_statement(len(user_ids)), params)
     return {row[0]: UserRecord(id=row[0], email=row[1]) for row in rows}
 
 
@@ -533,8 +586,8 @@ async def load_users_by_ids(
 
 async def database_is_healthy(*, services: Services, within_seconds: float = 3.0) -> bool:
     try:
-        async with asyncio.timeout(within_seconds), services.engine.connect() as conn:
-            await conn.exec_driver_sql("SELECT 1")
+        async with asyncio.timeout(within_seconds):
+            await services.store.scalar(_PING)
     except Exception as exc:
         log.warning("health check failed: %s: %s", type(exc).__name__, exc)
         return False

@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 from fastapi import FastAPI
-from sqlalchemy import event, insert
+from sqlalchemy import insert
 
 from db.models import Task
 from tests.conftest import Account
@@ -82,17 +82,8 @@ async def create_task(
 @contextmanager
 def count_statements(app: FastAPI) -> Iterator[list[str]]:
     """Every SQL statement the app sends while the block runs."""
-    statements: list[str] = []
-
-    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        statements.append(statement)
-
-    engine = app.state.services.engine.sync_engine
-    event.listen(engine, "before_cursor_execute", record)
-    try:
+    with app.state.services.store.watch_statements() as statements:
         yield statements
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
 
 
 async def insert_tasks(

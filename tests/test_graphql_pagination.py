@@ -251,7 +251,11 @@ async def test_pages_of_several_owners_load_in_one_statement(
     await insert_tasks(app, alice, 3)
     await insert_tasks(app, bob, 2)
     services = app.state.services
-    owners = [Caller(uuid.UUID(alice.id)), Caller(uuid.UUID(bob.id)), Caller(uuid.uuid4())]
+    # Checked callers: this is about the batch statement, not the gone-account check.
+    owners = [
+        Caller(uuid.UUID(owner_id), account_checked=True)
+        for owner_id in (alice.id, bob.id, str(uuid.uuid4()))
+    ]
     with count_statements(app) as statements:
         pages = await operations.load_task_pages(
             services=services, owners=owners, first=2, after=None, completed=None

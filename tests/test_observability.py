@@ -337,8 +337,7 @@ async def test_the_database_pool_is_measured(app: FastAPI, client: httpx.AsyncCl
     size = 1 if services.database.is_sqlite else services.settings.db_pool_size
     assert sample(text, "todo_db_pool_size") == size
     assert sample(text, "todo_db_pool_connections_in_use") == 0
-    async with services.engine.connect() as conn:
-        await conn.exec_driver_sql("SELECT 1")
+    async with services.store.transaction():
         if not services.database.is_sqlite:  # SQLite's one connection is held right here
             text = await scrape(client)
             assert sample(text, "todo_db_pool_connections_in_use") == 1

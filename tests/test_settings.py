@@ -121,16 +121,14 @@ def test_generated_secret_is_kept_owner_only(tmp_path: Path, monkeypatch) -> Non
 
 
 def test_pool_defaults_keep_connections_open(tmp_path: Path) -> None:
-    """Persistent connections, no overflow, and a pool wait longer than a connect."""
+    """20 connections per worker for the requests, and a pool wait longer than a connect."""
     from api.services import Services
+    from db.store import AsyncpgStore
 
     settings = load_settings(
         database_url="postgresql://u@127.0.0.1:1/db", better_auth_secret="s" * 32, data_dir=tmp_path
     )
-    assert (settings.db_pool_size, settings.db_max_overflow, settings.db_pool_timeout) == (
-        20,
-        0,
-        30,
-    )
-    pool = Services.from_settings(settings).engine.pool
-    assert pool.size() == 20 and pool._max_overflow == 0 and pool._timeout == 30  # type: ignore[attr-defined]
+    assert (settings.db_pool_size, settings.db_pool_timeout) == (20, 30)
+    store = Services.from_settings(settings).store
+    assert isinstance(store, AsyncpgStore)
+    assert store.pool_capacity == 20 and store._pool_timeout == 30

@@ -212,12 +212,12 @@ async def test_an_event_of_a_rolled_back_transaction_is_never_delivered(
     owner = uuid.UUID(alice.id)
     async with services.events.subscribe(owner) as subscription:
         with pytest.raises(RuntimeError):
-            async with services.sessions() as session, session.begin():
-                await services.events.publish(session, _event(owner))
+            async with services.store.transaction() as transaction:
+                await services.events.publish(transaction, _event(owner))
                 raise RuntimeError("the write fails after publishing")
         await _no_event(subscription)
         committed = _event(owner)
-        async with services.sessions() as session, session.begin():
-            await services.events.publish(session, committed)
+        async with services.store.transaction() as transaction:
+            await services.events.publish(transaction, committed)
         received = await _drain(subscription, 1)
         assert received[0].task_id == committed.task_id
