@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends
 from starlette.requests import HTTPConnection
+from starlette.types import Scope
 
 from api.services import Services
 from graphql_schema.operations import Caller, identify
@@ -46,6 +47,16 @@ async def get_caller(connection: HTTPConnection) -> Caller:
     return identify(
         services=_services(connection), authorization=connection.headers.get("authorization")
     )
+
+
+def caller_of(services: Services, scope: Scope) -> Caller:
+    """`get_caller` for a plain function call (rest_facade/router.py `DirectRoutes`)."""
+    authorization = None
+    for name, value in scope["headers"]:
+        if name == b"authorization":  # the first one, as `Headers.get` takes it
+            authorization = value.decode("latin-1")
+            break
+    return identify(services=services, authorization=authorization)
 
 
 async def get_client_address(connection: HTTPConnection) -> str:

@@ -1,10 +1,10 @@
 """Logging: one line per request, JSON lines or readable text, a request id on every record.
 
-- `RequestLogMiddleware` (pure ASGI, the outermost layer) takes the client's `X-Request-ID` when
-  it is sane (1-128 of `[A-Za-z0-9._-]`), else makes one, returns it in the response, and logs
-  one line per request on `todo.access`: method, path (never the query string), status,
-  duration in ms, peer address. Nothing else of the request is logged: no headers (so no
-  `Authorization`), no bodies.
+- `ServiceMiddleware` (api/middleware.py, the outermost layer) takes the client's
+  `X-Request-ID` when it is sane (1-128 of `[A-Za-z0-9._-]`, see `request_id_from`), else makes
+  one, returns it in the response, and logs one line per request on `todo.access` with
+  `log_request`: method, path (never the query string), status, duration in ms, peer address.
+  Nothing else of the request is logged: no headers (so no `Authorization`), no bodies.
 - The request id lives in a context variable; `RequestContextFilter` puts it on every record
   logged while the request runs. The stack trace of an unhandled error is logged once, by
   `api.middleware` (which turns it into the masked 500); it carries the same request id as the
@@ -17,15 +17,15 @@ from __future__ import annotations
 
 import logging
 import logging.config
+import os
 import re
 import time
-import uuid
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
 if TYPE_CHECKING:
     from api.settings import Settings
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 access_log = logging.getLogger("todo.access")
 
 REQUEST_ID_HEADER = "X-Request-ID"
-_REQUEST_ID_HEADER = REQUEST_ID_HEADER.lower().encode("latin-1")
+RAW_REQUEST_ID_HEADER = REQUEST_ID_HEADER.lower().encode("latin-1")
 _SANE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._-]{1,128}")
 _CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
 _MAX_LOGGED_PATH = 1000
@@ -46,11 +46,23 @@ def current_request_id() -> str | None:
     return _request_id.get()
 
 
-def _incoming_request_id(headers: list[tuple[bytes, bytes]]) -> str | None:
-    for name, value in headers:
-        if name == _REQUEST_ID_HEADER:
-            return value.decode("ascii") if _SANE_REQUEST_ID.fullmatch(value) else None
-    return None
+def request_id_from(given: bytes | None) -> str:
+    """The client's X-Request-ID value when it is sane, else a new id (32 hex digits)."""
+    if given is not None and _SANE_REQUEST_ID.fullmatch(given):
+        return given.decode("ascii")
+    # `uuid.uuid4().hex` without building the UUID object, which costs twice the rest.
+    raw = bytearray(os.urandom(16))
+    raw[6] = (raw[6] & 0x0F) | 0x40  # version 4
+    raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
+    return raw.hex()
+
+
+def bind_request_id(request_id: str) -> Token[str | None]:
+    return _request_id.set(request_id)
+
+
+def unbind_request_id(token: Token[str | None]) -> None:
+    _request_id.reset(token)
 
 
 def _escape_control(text: str) -> str:
@@ -66,47 +78,8 @@ def _loggable_path(path: str) -> str:
     return _escape_control(path)
 
 
-class RequestLogMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        kind = scope["type"]
-        if kind != "http" and kind != "websocket":
-            await self.app(scope, receive, send)
-            return
-        request_id = _incoming_request_id(scope["headers"]) or uuid.uuid4().hex
-        token = _request_id.set(request_id)
-        id_header = (_REQUEST_ID_HEADER, request_id.encode("ascii"))
-        status = 0
-        started = time.perf_counter()
-
-        async def send_with_id(message: Message) -> None:
-            nonlocal status
-            message_type = message["type"]
-            if message_type == "http.response.start":
-                status = message["status"]
-                message["headers"] = [*message.get("headers", ()), id_header]
-            elif message_type == "websocket.accept":
-                status = 101
-            elif message_type == "websocket.close" and status == 0:
-                status = 403
-            elif message_type == "websocket.http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_with_id)
-        except Exception:
-            # The trace is logged where it is handled (api.middleware, or the server for a
-            # websocket); the id stays set so that record carries it too.
-            _log_request(scope, status or 500, started)
-            raise
-        _log_request(scope, status, started)
-        _request_id.reset(token)
-
-
-def _log_request(scope: Scope, status: int, started: float) -> None:
+def log_request(scope: Scope, status: int, started: float) -> None:
+    """The request's line; nothing is built when `todo.access` would drop it."""
     level = logging.ERROR if status >= 500 else logging.INFO
     if not access_log.isEnabledFor(level):
         return

@@ -2,7 +2,8 @@
 
 What is measured:
 - `todo_http_requests_total{method,route,status}` and
-  `todo_http_request_duration_seconds{method,route}`: `route` is the route template
+  `todo_http_request_duration_seconds{method,route}` (observed by `ServiceMiddleware`,
+  api/middleware.py): `route` is the route template
   (`/api/tasks/{task_id}`), never the raw path, so ids and probes of unknown paths
   (`unmatched`) cannot grow the number of series; unusual methods count as `other`.
 - `todo_db_pool_connections_in_use` and `todo_db_pool_size`: the database connection pool.
@@ -20,9 +21,8 @@ from __future__ import annotations
 import atexit
 import os
 import re
-import time
 from collections.abc import Iterable, Sequence
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from pathlib import Path
 from typing import Any
 
@@ -42,16 +42,18 @@ from prometheus_client.process_collector import ProcessCollector
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, WebSocketRoute
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
 from db.store import Store
 
 __all__ = [
     "AppMetrics",
-    "MetricsMiddleware",
+    "RouteTemplates",
+    "bind_metrics",
     "install_metrics",
     "prepare_multiprocess_dir",
     "record_graphql_operation",
+    "unbind_metrics",
 ]
 
 MULTIPROCESS_DIR: str | None = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
@@ -65,6 +67,15 @@ _OUTCOME = re.compile(r"[a-z][a-z0-9_]{0,31}")
 MAX_GRAPHQL_OPERATION_NAMES = 100
 
 _current: ContextVar[AppMetrics | None] = ContextVar("todo_metrics", default=None)
+
+
+def bind_metrics(metrics: AppMetrics) -> Token[AppMetrics | None]:
+    """For the request or websocket being served: `record_graphql_operation` counts here."""
+    return _current.set(metrics)
+
+
+def unbind_metrics(token: Token[AppMetrics | None]) -> None:
+    _current.reset(token)
 
 
 def record_graphql_operation(name: str | None, outcome: str) -> None:
@@ -131,6 +142,9 @@ class AppMetrics:
         store.watch_pool(self.pool_in_use.inc, self.pool_in_use.dec)
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
+        """One answered request; unusual methods count as `other`."""
+        if method not in _KNOWN_METHODS:
+            method = "other"
         key = (method, route, status)
         series = self._request_series.get(key)
         if series is None:
@@ -223,56 +237,11 @@ def _flattened(routes: Sequence[BaseRoute]) -> Iterable[Any]:
     return iter_route_contexts(routes) if iter_route_contexts is not None else routes
 
 
-class MetricsMiddleware:
-    """Pure ASGI: times and counts every HTTP request; binds the app's metrics to the request
-    (and to websocket connections) for `record_graphql_operation`."""
-
-    def __init__(self, app: ASGIApp, *, metrics: AppMetrics, routes: Sequence[BaseRoute]) -> None:
-        self.app = app
-        self.metrics = metrics
-        self.route_template = RouteTemplates(routes)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        kind = scope["type"]
-        if kind != "http":
-            if kind == "websocket":
-                token = _current.set(self.metrics)
-                try:
-                    await self.app(scope, receive, send)
-                finally:
-                    _current.reset(token)
-            else:
-                await self.app(scope, receive, send)
-            return
-        token = _current.set(self.metrics)
-        status = 500  # what the client gets when nothing was sent
-        started = time.perf_counter()
-
-        async def send_with_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_with_status)
-        finally:
-            method = scope["method"]
-            self.metrics.observe_request(
-                method if method in _KNOWN_METHODS else "other",
-                self.route_template(scope),
-                status,
-                time.perf_counter() - started,
-            )
-            _current.reset(token)
-
-
 def install_metrics(app: Any, *, store: Store | None) -> AppMetrics:
-    """Serve `GET /metrics` and count requests. Add it after CORSMiddleware (so outside it:
-    preflights count too) and before the request log (which stays outermost)."""
+    """Serve `GET /metrics`. Requests are counted by `ServiceMiddleware` (api/middleware.py),
+    which is handed the returned metrics."""
     metrics = AppMetrics(store=store)
     app.add_route("/metrics", metrics.endpoint, methods=["GET"], include_in_schema=False)
-    app.add_middleware(MetricsMiddleware, metrics=metrics, routes=app.router.routes)
     app.state.metrics = metrics
     return metrics
 

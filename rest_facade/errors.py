@@ -55,13 +55,21 @@ def error_response(status: int, message: str, headers: dict[str, str] | None = N
     )
 
 
-def _domain_error(_request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, DomainError)
+def domain_error_response(exc: DomainError) -> Response:
     headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, RateLimited) else None
     return error_response(STATUS_BY_CODE[exc.code], exc.message, headers)
 
 
-def _http_error(_request: Request, exc: Exception) -> Response:
+# The handlers are `async def` only so that Starlette runs them inline: a plain `def` handler
+# is run in the thread pool, a thread hand-off per 404 or 405.
+
+
+async def _domain_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, DomainError)
+    return domain_error_response(exc)
+
+
+async def _http_error(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HttpError)
     return error_response(exc.status, exc.message)
 
@@ -86,7 +94,7 @@ def _allowed_methods(request: Request) -> str:
     return ", ".join(allowed)
 
 
-def _starlette_http_error(request: Request, exc: Exception) -> Response:
+async def _starlette_http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     message = _MESSAGE_BY_STATUS.get(exc.status_code)
     if message is None:
@@ -97,7 +105,7 @@ def _starlette_http_error(request: Request, exc: Exception) -> Response:
     return error_response(exc.status_code, message, headers or None)
 
 
-def _validation_error(_request: Request, _exc: Exception) -> Response:
+async def _validation_error(_request: Request, _exc: Exception) -> Response:
     return error_response(400, "Invalid request body")
 
 

@@ -1,17 +1,32 @@
-"""The `/api` routes: read the request, call one operation, shape the response. No rules here."""
+"""The `/api` routes: read the request, call one operation, shape the response. No rules here.
+
+The FastAPI declarations below are the one description of the routes: the OpenAPI document,
+404 and 405 answers and the metrics' route labels come from them. Requests for them are served
+by `DirectRoutes` (end of file) from `ServiceMiddleware` (api/middleware.py): the same endpoint
+functions, called with the services and the caller found by plain function calls, without
+FastAPI's per-request routing and dependency solving.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import re
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, NamedTuple
 
 import orjson
 from fastapi import APIRouter, Request
+from fastapi.routing import APIRoute
 from starlette.responses import Response
+from starlette.routing import BaseRoute
+from starlette.types import Receive, Scope, Send
 
-from api.deps import CallerDep, ClientAddressDep, ServicesDep
+from api.deps import CallerDep, ClientAddressDep, ServicesDep, caller_of, client_address
+from api.services import Services
 from graphql_schema import operations
+from graphql_schema.errors import DomainError
 from graphql_schema.validation import MISSING
 from rest_facade.body import read_json_object
+from rest_facade.errors import HttpError, domain_error_response, error_response
 from rest_facade.openapi import (
     CREATE_TASK_BODY,
     LOGIN_BODY,
@@ -19,13 +34,17 @@ from rest_facade.openapi import (
     UPDATE_TASK_BODY,
     responses,
 )
-from rest_facade.serializers import auth_json, task_json
+from rest_facade.serializers import JSON_OPTIONS, auth_json, task_json
 
 router = APIRouter(prefix="/api")
 
 
 def json_response(payload: Any, status: int = 200) -> Response:
-    return Response(orjson.dumps(payload), status_code=status, media_type="application/json")
+    return Response(
+        orjson.dumps(payload, option=JSON_OPTIONS),
+        status_code=status,
+        media_type="application/json",
+    )
 
 
 @router.post(
@@ -133,3 +152,118 @@ async def update_task(
 async def delete_task(task_id: str, services: ServicesDep, caller: CallerDep) -> Response:
     await operations.delete_task(services=services, caller=caller, task_id=task_id)
     return Response(status_code=204)
+
+
+# --- served directly --------------------------------------------------------------------------
+
+# Each calls its endpoint as FastAPI would, dependencies first: an invalid token is a 401
+# before the body is read. (services, scope, receive, the path parameter) -> response.
+DirectHandler = Callable[[Services, Scope, Receive, str], Awaitable[Response]]
+
+
+async def _signup(services: Services, scope: Scope, receive: Receive, _param: str) -> Response:
+    request = Request(scope, receive)
+    address = client_address(request, services.settings.trusted_proxy_list)
+    return await signup(request, services, address)
+
+
+async def _login(services: Services, scope: Scope, receive: Receive, _param: str) -> Response:
+    request = Request(scope, receive)
+    address = client_address(request, services.settings.trusted_proxy_list)
+    return await login(request, services, address)
+
+
+async def _list_tasks(services: Services, scope: Scope, _receive: Receive, _param: str) -> Response:
+    return await list_tasks(services, caller_of(services, scope))
+
+
+async def _create_task(services: Services, scope: Scope, receive: Receive, _param: str) -> Response:
+    caller = caller_of(services, scope)
+    return await create_task(Request(scope, receive), services, caller)
+
+
+async def _get_task(services: Services, scope: Scope, _receive: Receive, task_id: str) -> Response:
+    return await get_task(task_id, services, caller_of(services, scope))
+
+
+async def _update_task(
+    services: Services, scope: Scope, receive: Receive, task_id: str
+) -> Response:
+    caller = caller_of(services, scope)
+    return await update_task(task_id, Request(scope, receive), services, caller)
+
+
+async def _delete_task(
+    services: Services, scope: Scope, _receive: Receive, task_id: str
+) -> Response:
+    return await delete_task(task_id, services, caller_of(services, scope))
+
+
+_DIRECT: dict[Callable[..., Any], DirectHandler] = {
+    signup: _signup,
+    login: _login,
+    list_tasks: _list_tasks,
+    create_task: _create_task,
+    get_task: _get_task,
+    update_task: _update_task,
+    delete_task: _delete_task,
+}
+_LAST_SEGMENT_PARAMETER = re.compile(r"\{[A-Za-z_][A-Za-z0-9_]*\}")  # `{task_id}`: any segment
+
+
+class DirectRoute(NamedTuple):
+    template: str
+    handler: DirectHandler
+    param: str  # the path parameter's value, "" for routes without one
+
+
+class DirectRoutes:
+    """Finds and serves the routes above, for `ServiceMiddleware`.
+
+    The table is built from the FastAPI routes, so a path or method changes in one place; a
+    route without a direct handler, or with a path this matcher does not know (a parameter
+    before the last segment, a convertor), simply goes through FastAPI. So does every request
+    that matches no route here: FastAPI answers those 404 or 405 as before. Errors are answered
+    as the exception handlers (rest_facade/errors.py) answer them; anything else propagates to
+    ServiceMiddleware's last resort.
+    """
+
+    def __init__(self, services: Services, routes: Iterable[BaseRoute] = router.routes) -> None:
+        self._services = services
+        self._static: dict[tuple[str, str], DirectRoute] = {}
+        self._by_parent: dict[str, dict[str, tuple[str, DirectHandler]]] = {}
+        for route in routes:
+            if not isinstance(route, APIRoute) or route.endpoint not in _DIRECT:
+                continue
+            handler = _DIRECT[route.endpoint]
+            parent, _, last = route.path.rpartition("/")
+            for method in route.methods:  # setdefault: the first route wins, as in FastAPI
+                if "{" not in route.path:
+                    key = (method, route.path)
+                    self._static.setdefault(key, DirectRoute(route.path, handler, ""))
+                elif "{" not in parent and _LAST_SEGMENT_PARAMETER.fullmatch(last):
+                    by_method = self._by_parent.setdefault(parent, {})
+                    by_method.setdefault(method, (route.path_format, handler))
+
+    def match(self, method: str, path: str) -> DirectRoute | None:
+        """The route for a request (path without its trailing slash), None for FastAPI."""
+        found = self._static.get((method, path))
+        if found is not None:
+            return found
+        parent, _, last = path.rpartition("/")
+        if last:
+            by_method = self._by_parent.get(parent)
+            if by_method is not None:
+                entry = by_method.get(method)
+                if entry is not None:
+                    return DirectRoute(entry[0], entry[1], last)
+        return None
+
+    async def serve(self, route: DirectRoute, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            response = await route.handler(self._services, scope, receive, route.param)
+        except DomainError as exc:
+            response = domain_error_response(exc)
+        except HttpError as exc:
+            response = error_response(exc.status, exc.message)
+        await response(scope, receive, send)
