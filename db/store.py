@@ -48,6 +48,16 @@ _ASYNCPG_OUTAGES = (
     asyncpg.exceptions.InsufficientResourcesError,  # too many connections, disk full
     asyncpg.exceptions.InternalClientError,
 )
+# Failures after which a pooled connection, and likely its siblings, are unusable.
+_CONNECTION_LOST = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.InternalClientError,  # e.g. killed in the middle of a statement
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.CrashShutdownError,
+    asyncpg.exceptions.CannotConnectNowError,
+    OSError,
+)
 _SQLALCHEMY_OUTAGE_CAUSES = {
     "CannotConnectNowError",
     "ConnectionDoesNotExistError",
@@ -318,6 +328,13 @@ class AsyncpgStore(Store):
                 on_checkout()
             try:
                 yield connection
+            except _CONNECTION_LOST:
+                # When one connection is found dead, the others (opened alike, idle alike)
+                # usually are too, as after a database restart, and asyncpg may not have
+                # noticed yet: replace them all on their next use, so that the outage costs
+                # this request, not one request per pooled connection.
+                await pool.expire_connections()
+                raise
             finally:
                 for _, on_checkin in self._pool_watchers:
                     on_checkin()

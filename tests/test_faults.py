@@ -143,8 +143,7 @@ async def test_database_restart_costs_at_most_one_request(make_settings, postgre
             await conn.close()
         assert killed >= 1
         statuses = [
-            (await client.get("/api/tasks", headers=account.headers)).status_code
-            for _ in range(6)
+            (await client.get("/api/tasks", headers=account.headers)).status_code for _ in range(6)
         ]
     assert set(statuses) <= {200, 503}, statuses
     assert statuses.count(503) <= 1, statuses

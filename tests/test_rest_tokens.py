@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import time
@@ -93,6 +94,34 @@ async def test_expired_and_not_yet_valid(client: httpx.AsyncClient, alice: Accou
     no_exp = mint({"sub": alice.id, "user_id": alice.id, "iat": now})
     for token in (expired, future_nbf, future_iat, no_exp):
         await assert_unauthorized(client, {"Authorization": f"Bearer {token}"})
+
+
+async def test_a_token_that_worked_stops_working_when_it_expires(
+    client: httpx.AsyncClient, alice: Account
+) -> None:
+    """Verified tokens are remembered (api/security.py); the expiry is still checked on each
+    request, to the second, as PyJWT checks it."""
+    now = int(time.time())
+    token = mint(claims_for(alice.id, iat=now, exp=now + 2))
+    headers = {"Authorization": f"Bearer {token}"}
+    for _ in range(2):
+        assert (await client.get("/api/tasks", headers=headers)).status_code == 200
+    await asyncio.sleep(max(0.0, now + 2 - time.time()) + 0.05)
+    await assert_unauthorized(client, headers)
+    # Still refused on later requests (no stale entry brings it back).
+    assert (await client.get("/api/tasks", headers=headers)).status_code == 401
+
+
+async def test_remembered_tokens_are_bounded() -> None:
+    from api.security import TokenService
+
+    tokens = TokenService(TEST_SECRET, 24)
+    issued = [tokens.issue(uuid.uuid4(), f"u{i}@example.com") for i in range(3)]
+    tokens.CACHE_SIZE = 2
+    for token in issued:
+        tokens.verify(token)
+    assert list(tokens._verified) == issued[1:]  # the oldest went first
+    assert tokens.verify(issued[0]) == tokens.verify(issued[0])  # verified again, not lost
 
 
 async def test_user_id_claims(client: httpx.AsyncClient, alice: Account) -> None:
