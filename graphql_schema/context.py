@@ -40,16 +40,42 @@ class GraphQLContext(BaseContext):
         # A WebSocket context outlives any one operation: its loaders must not cache.
         self.loaders: Loaders = build_loaders(services, cache=not websocket)
         self._authorization = authorization
-        # Sibling resolvers ask concurrently; the lock makes the token check (and its
-        # database query) happen once, and a failure is remembered like a success.
-        self._caller_lock = asyncio.Lock()
+        # The token is checked once per context; a failure is remembered like a success.
         self._caller: Caller | DomainError | None = None
+        # WebSocket only: sibling resolvers ask concurrently, and the check there includes a
+        # database query (`authenticate`), so the lock makes it happen once.
+        self._caller_lock = asyncio.Lock()
         # WebSocket only: when the connection's token expires, and its live subscriptions.
         self.expires_at: datetime | None = None
         self.open_subscriptions = 0
 
     async def caller(self) -> Caller:
-        """The authenticated caller; Unauthenticated (`Unauthorized`) without a valid token."""
+        """The authenticated caller; Unauthenticated (`Unauthorized`) without a valid token.
+
+        Over HTTP the token is only verified, with no database trip (`operations.identify`):
+        every operation that takes the caller answers Unauthenticated itself when the account
+        is gone, and so do the resolvers that load the caller's user (`me`, `owner`). A
+        WebSocket connection's caller was checked at `connection_init`, account included.
+        """
+        caller = self._caller
+        if caller is None:
+            if not self.websocket:
+                try:
+                    caller = operations.identify(
+                        services=self.services, authorization=self._authorization
+                    )
+                except DomainError as exc:
+                    caller = exc
+                self._caller = caller
+            else:
+                caller = await self._websocket_caller()
+        if isinstance(caller, DomainError):
+            raise caller
+        if self.expires_at is not None and datetime.now(UTC) >= self.expires_at:
+            raise Unauthenticated()
+        return caller
+
+    async def _websocket_caller(self) -> Caller | DomainError:
         async with self._caller_lock:
             if self._caller is None:
                 try:
@@ -58,11 +84,7 @@ class GraphQLContext(BaseContext):
                     )
                 except DomainError as exc:
                     self._caller = exc
-        if isinstance(self._caller, DomainError):
-            raise self._caller
-        if self.expires_at is not None and datetime.now(UTC) >= self.expires_at:
-            raise Unauthenticated()
-        return self._caller
+            return self._caller
 
     async def authenticate_connection(self) -> None:
         """WebSocket, at `connection_init`: the caller named by the init payload's

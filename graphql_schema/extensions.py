@@ -1,29 +1,28 @@
-"""Schema extensions: how errors reach clients, and the abuse limits.
+"""What every operation gets: how errors reach clients, the abuse limits, the caches.
 
 Errors: a DomainError shows its message with `extensions.code`; a request error (syntax,
 validation, a limit, variable coercion: anything before a resolver ran) keeps graphql-core's
 message with code BAD_USER_INPUT; everything else is masked as `Internal server error` with
 code INTERNAL. The schema's `process_errors` logs the unexpected ones with their stack before
-this extension replaces them (see strawberry's MaskErrors for the pattern).
+the runner replaces them (see strawberry's MaskErrors for the pattern).
+
+Limits: at most MAX_TOKENS tokens (refused while parsing), MAX_DEPTH levels and MAX_ALIASES
+aliases (validation rules), no introspection when it is off. Parsing and validation are
+cached per query text.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import functools
+from collections.abc import Callable
 from typing import Any
 
-from graphql import GraphQLError
-from strawberry.extensions import (
-    AddValidationRules,
-    MaxAliasesLimiter,
-    MaxTokensLimiter,
-    ParserCache,
-    QueryDepthLimiter,
-    SchemaExtension,
-    ValidationCache,
-)
+from graphql import ASTValidationRule, DocumentNode, GraphQLError, GraphQLSchema, parse
+from strawberry.extensions import MaxAliasesLimiter, QueryDepthLimiter
 from strawberry.extensions.disable_introspection import NoSchemaIntrospectionCustomRule
-from strawberry.types import StreamExecutionResult
+from strawberry.extensions.runner import SchemaExtensionsRunner
+from strawberry.schema.schema import validate_document
+from strawberry.types import ExecutionContext, StreamExecutionResult
 
 from api.metrics import record_graphql_operation
 from graphql_schema.errors import DomainError, ErrorCode, RateLimited
@@ -72,9 +71,124 @@ def is_presented(error: GraphQLError) -> bool:
     return bool(error.extensions) and "code" in error.extensions
 
 
-class PresentErrors(SchemaExtension):
-    def on_operation(self) -> Iterator[None]:
-        yield
+class _Phase:
+    """One lifecycle phase of an operation, as a context manager for `with` and `async with`.
+
+    `enter` runs on the way in, `leave` on a normal way out only: what a generator hook runs
+    before and after its `yield` (an exception thrown in at the `yield` skips the rest).
+    """
+
+    __slots__ = ("_enter", "_leave")
+
+    def __init__(
+        self, enter: Callable[[], None] | None = None, leave: Callable[[], None] | None = None
+    ) -> None:
+        self._enter = enter
+        self._leave = leave
+
+    def __enter__(self) -> None:
+        if self._enter is not None:
+            self._enter()
+
+    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
+        if exc_type is None and self._leave is not None:
+            self._leave()
+
+    async def __aenter__(self) -> None:
+        self.__enter__()
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
+        self.__exit__(exc_type)
+
+
+_NO_HOOK = _Phase()
+
+
+class _DocumentKey:
+    """A parsed document as a cache key: hashed by its query text (whose hash Python keeps),
+    equal only to itself. Hashing the document would walk the whole tree on every request."""
+
+    __slots__ = ("_hash", "document")
+
+    def __init__(self, query: str, document: DocumentNode) -> None:
+        self._hash = hash(query)
+        self.document = document
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _DocumentKey) and other.document is self.document
+
+
+class OperationGuard:
+    """The limits, caches and error presentation every operation gets, built once per schema.
+
+    What five Strawberry extensions did (PresentErrors; MaxTokensLimiter; AddValidationRules
+    with the depth and alias limits; ParserCache; ValidationCache), as one extensions runner:
+    Strawberry set up each extension's hooks anew for every operation (a context manager per
+    hook and phase), a fifth of a small query's CPU. `runner` is the schema's
+    `create_extensions_runner`.
+    """
+
+    def __init__(self, *, introspection: bool) -> None:
+        rules = _LIMIT_RULES if introspection else [*_LIMIT_RULES, *_NO_INTROSPECTION_RULES]
+        self.validation_rules = tuple(rules)
+        self.parse = functools.lru_cache(maxsize=_CACHE_SIZE)(parse)
+        self._validate = functools.lru_cache(maxsize=_CACHE_SIZE)(self._validate_document)
+
+    def runner(self, execution_context: ExecutionContext) -> GuardedRunner:
+        return GuardedRunner(execution_context, self)
+
+    def validate(self, context: ExecutionContext, document: DocumentNode) -> list[GraphQLError]:
+        query = context.query
+        if not isinstance(query, str):
+            return validate_document(context.schema._schema, document, context.validation_rules)
+        return self._validate(  # type: ignore[no-any-return]
+            context.schema._schema, _DocumentKey(query, document), context.validation_rules
+        )
+
+    @staticmethod
+    def _validate_document(
+        schema: GraphQLSchema, key: _DocumentKey, rules: tuple[type[ASTValidationRule], ...]
+    ) -> list[GraphQLError]:
+        return validate_document(schema, key.document, rules)
+
+
+class GuardedRunner(SchemaExtensionsRunner):
+    """Strawberry's extensions runner, running the guard's hooks and no extension's."""
+
+    def __init__(self, execution_context: ExecutionContext, guard: OperationGuard) -> None:
+        super().__init__(execution_context, [])
+        self.guard = guard
+
+    def operation(self) -> Any:
+        return _Phase(self._start_operation, self._finish_operation)
+
+    def parsing(self) -> Any:
+        return _Phase(self._parse)
+
+    def validation(self) -> Any:
+        return _Phase(self._validate)
+
+    def executing(self) -> Any:
+        return _NO_HOOK
+
+    def on_stream_result(self, result: StreamExecutionResult) -> Any:
+        return _Phase(functools.partial(_present_stream_errors, result))
+
+    def get_extensions_results_sync(self) -> dict[str, Any]:
+        return {}
+
+    async def get_extensions_results(self, ctx: ExecutionContext) -> dict[str, Any]:
+        return dict(ctx.extensions_results)
+
+    def _start_operation(self) -> None:
+        context = self.execution_context
+        context.parse_options["max_tokens"] = MAX_TOKENS
+        context.validation_rules = context.validation_rules + self.guard.validation_rules
+
+    def _finish_operation(self) -> None:
         result = self.execution_context.result
         if result is not None and result.errors:
             result.errors = [
@@ -85,52 +199,36 @@ class PresentErrors(SchemaExtension):
         outcome = str(errors[0].extensions["code"]) if errors else "ok"
         record_graphql_operation(self.execution_context.operation_name, outcome)
 
-    def on_stream_result(self, result: StreamExecutionResult) -> Iterator[None]:
-        # Streamed results (subscription events, any operation over a WebSocket) are sent
-        # before `on_operation` resumes: present their errors on the way out.
-        errors = getattr(result, "errors", None)
-        if errors:
-            result.errors = [  # type: ignore[union-attr]
-                error if is_presented(error) else present(error) for error in errors
-            ]
-        yield
-
-
-class ParserCacheKeepingErrors(ParserCache):
-    """ParserCache, except that a document that does not parse is left to Strawberry.
-
-    Raised from this hook, a syntax error would skip Strawberry's own handling and escape the
-    operation (and PresentErrors); Strawberry re-parses the (token-bounded) document itself,
-    inside that handling, when no document is set.
-    """
-
-    def on_parse(self) -> Iterator[None]:
+    def _parse(self) -> None:
+        # A document that does not parse is left to Strawberry: raised from this hook, a
+        # syntax error would skip Strawberry's own handling and escape the operation (and
+        # the presentation of errors); Strawberry re-parses the (token-bounded) document
+        # itself, inside that handling, when no document is set.
         context = self.execution_context
         try:
-            context.graphql_document = self.cached_parse_document(
-                context.query, **context.parse_options
-            )
+            context.graphql_document = self.guard.parse(context.query, **context.parse_options)
         except GraphQLError:
             pass
-        yield
+
+    def _validate(self) -> None:
+        context = self.execution_context
+        assert context.graphql_document is not None
+        context.pre_execution_errors = self.guard.validate(context, context.graphql_document)
 
 
-# Built once: the rule classes are part of ValidationCache's key, so they must be the same
-# objects on every request (a limiter built per request would make every lookup miss).
+def _present_stream_errors(result: StreamExecutionResult) -> None:
+    # Streamed results (subscription events, any operation over a WebSocket) are sent before
+    # the operation finishes: their errors are presented on the way out.
+    errors = getattr(result, "errors", None)
+    if errors:
+        result.errors = [  # type: ignore[union-attr]
+            error if is_presented(error) else present(error) for error in errors
+        ]
+
+
+# Built once: the rule classes are part of the validation cache's key.
 _LIMIT_RULES = [
     *QueryDepthLimiter(max_depth=MAX_DEPTH).validation_rules,
     *MaxAliasesLimiter(max_alias_count=MAX_ALIASES).validation_rules,
 ]
 _NO_INTROSPECTION_RULES = [NoSchemaIntrospectionCustomRule]
-
-
-def schema_extensions(*, introspection: bool) -> list[Callable[[], SchemaExtension]]:
-    """Extension factories (strawberry builds a fresh instance per operation)."""
-    rules = _LIMIT_RULES if introspection else [*_LIMIT_RULES, *_NO_INTROSPECTION_RULES]
-    return [
-        PresentErrors,
-        lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
-        lambda: AddValidationRules(rules),
-        lambda: ParserCacheKeepingErrors(maxsize=_CACHE_SIZE),
-        lambda: ValidationCache(maxsize=_CACHE_SIZE),
-    ]

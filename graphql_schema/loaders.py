@@ -1,6 +1,6 @@
 """Per-request DataLoaders: related rows load in batches, never one query per row.
 
-Built by the context getter for each request, never at import time: an aiodataloader
+Built for each request (each loader when first used), never at import time: an aiodataloader
 DataLoader binds the event loop running when it is created, and its cache must not outlive the
 request (another request may belong to another user). Over a WebSocket the context, and so the
 loaders, live as long as the connection: there they batch but never cache (`cache=False`), so
@@ -12,6 +12,7 @@ from __future__ import annotations
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass
+from functools import partial
 
 from aiodataloader import DataLoader
 
@@ -37,52 +38,80 @@ class CountKey:
     completed: bool | None
 
 
-@dataclass(frozen=True, slots=True)
 class Loaders:
-    users: DataLoader[uuid.UUID, UserRecord | None]
-    task_pages: DataLoader[PageKey, TaskPage]
-    task_counts: DataLoader[CountKey, int]
+    """The request's loaders, each built when first used: most operations need one or none,
+    and building a DataLoader is most of what a context costs."""
+
+    __slots__ = ("_cache", "_services", "_task_counts", "_task_pages", "_users")
+
+    def __init__(self, services: Services, *, cache: bool = True) -> None:
+        self._services = services
+        self._cache = cache
+        self._users: DataLoader[uuid.UUID, UserRecord | None] | None = None
+        self._task_pages: DataLoader[PageKey, TaskPage] | None = None
+        self._task_counts: DataLoader[CountKey, int] | None = None
+
+    @property
+    def users(self) -> DataLoader[uuid.UUID, UserRecord | None]:
+        if self._users is None:
+            self._users = DataLoader(partial(_load_users, self._services), cache=self._cache)
+        return self._users
+
+    @property
+    def task_pages(self) -> DataLoader[PageKey, TaskPage]:
+        if self._task_pages is None:
+            self._task_pages = DataLoader(
+                partial(_load_task_pages, self._services), cache=self._cache
+            )
+        return self._task_pages
+
+    @property
+    def task_counts(self) -> DataLoader[CountKey, int]:
+        if self._task_counts is None:
+            self._task_counts = DataLoader(
+                partial(_load_task_counts, self._services), cache=self._cache
+            )
+        return self._task_counts
 
     def forget_tasks(self) -> None:
         """After a task changes, later fields in the same operation must not see old pages."""
-        self.task_pages.clear_all()
-        self.task_counts.clear_all()
+        if self._task_pages is not None:
+            self._task_pages.clear_all()
+        if self._task_counts is not None:
+            self._task_counts.clear_all()
 
 
 def build_loaders(services: Services, *, cache: bool = True) -> Loaders:
-    async def load_users(user_ids: list[uuid.UUID]) -> list[UserRecord | None]:
-        found = await operations.load_users_by_ids(services=services, user_ids=user_ids)
-        return [found.get(user_id) for user_id in user_ids]
+    return Loaders(services, cache=cache)
 
-    async def load_task_pages(keys: list[PageKey]) -> list[TaskPage]:
-        # One statement per distinct (first, after, completed); the query bounds how many.
-        groups: defaultdict[_PageArgs, list[Caller]] = defaultdict(list)
-        for key in keys:
-            groups[key.first, key.after, key.completed].append(key.owner)
-        pages: dict[PageKey, TaskPage] = {}
-        for (first, after, completed), owners in groups.items():
-            loaded = await operations.load_task_pages(
-                services=services, owners=owners, first=first, after=after, completed=completed
-            )
-            for owner in owners:
-                pages[PageKey(owner, first, after, completed)] = loaded[owner.user_id]
-        return [pages[key] for key in keys]
 
-    async def load_task_counts(keys: list[CountKey]) -> list[int]:
-        groups: defaultdict[bool | None, list[Caller]] = defaultdict(list)
-        for key in keys:
-            groups[key.completed].append(key.owner)
-        counts: dict[CountKey, int] = {}
-        for completed, owners in groups.items():
-            loaded = await operations.count_tasks(
-                services=services, owners=owners, completed=completed
-            )
-            for owner in owners:
-                counts[CountKey(owner, completed)] = loaded[owner.user_id]
-        return [counts[key] for key in keys]
+async def _load_users(services: Services, user_ids: list[uuid.UUID]) -> list[UserRecord | None]:
+    found = await operations.load_users_by_ids(services=services, user_ids=user_ids)
+    return [found.get(user_id) for user_id in user_ids]
 
-    return Loaders(
-        users=DataLoader(load_users, cache=cache),
-        task_pages=DataLoader(load_task_pages, cache=cache),
-        task_counts=DataLoader(load_task_counts, cache=cache),
-    )
+
+async def _load_task_pages(services: Services, keys: list[PageKey]) -> list[TaskPage]:
+    # One statement per distinct (first, after, completed); the query bounds how many.
+    groups: defaultdict[_PageArgs, list[Caller]] = defaultdict(list)
+    for key in keys:
+        groups[key.first, key.after, key.completed].append(key.owner)
+    pages: dict[PageKey, TaskPage] = {}
+    for (first, after, completed), owners in groups.items():
+        loaded = await operations.load_task_pages(
+            services=services, owners=owners, first=first, after=after, completed=completed
+        )
+        for owner in owners:
+            pages[PageKey(owner, first, after, completed)] = loaded[owner.user_id]
+    return [pages[key] for key in keys]
+
+
+async def _load_task_counts(services: Services, keys: list[CountKey]) -> list[int]:
+    groups: defaultdict[bool | None, list[Caller]] = defaultdict(list)
+    for key in keys:
+        groups[key.completed].append(key.owner)
+    counts: dict[CountKey, int] = {}
+    for completed, owners in groups.items():
+        loaded = await operations.count_tasks(services=services, owners=owners, completed=completed)
+        for owner in owners:
+            counts[CountKey(owner, completed)] = loaded[owner.user_id]
+    return [counts[key] for key in keys]

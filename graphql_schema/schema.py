@@ -14,6 +14,7 @@ from typing import Any
 
 import strawberry
 from graphql import GraphQLError
+from strawberry.extensions import SchemaExtension
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext, ExecutionResult
 from strawberry.types.graphql import OperationType
@@ -22,7 +23,8 @@ from strawberry.types.unset import UNSET
 from graphql_schema import operations
 from graphql_schema.context import GraphQLInfo
 from graphql_schema.errors import NotFound, Unauthenticated
-from graphql_schema.extensions import is_unexpected, schema_extensions
+from graphql_schema.execution import Executor
+from graphql_schema.extensions import GuardedRunner, OperationGuard, is_unexpected
 from graphql_schema.pagination import DEFAULT_PAGE_SIZE
 from graphql_schema.types import (
     AfterArgument,
@@ -152,6 +154,18 @@ class Subscription:
 
 
 class TodoSchema(strawberry.Schema):
+    def __init__(self, *args: Any, guard: OperationGuard, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.extensions or self.directives:
+            raise TypeError("hooks belong in OperationGuard: schema extensions would not run")
+        self.guard = guard
+
+    def create_extensions_runner(
+        self, execution_context: ExecutionContext, extensions: list[SchemaExtension]
+    ) -> GuardedRunner:
+        """The guard's runner (graphql_schema/extensions.py) in place of extensions'."""
+        return self.guard.runner(execution_context)
+
     async def execute(  # type: ignore[override]
         self,
         query: str | None,
@@ -184,7 +198,8 @@ def build_schema(*, introspection: bool = True) -> TodoSchema:
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
-        extensions=schema_extensions(introspection=introspection),
+        guard=OperationGuard(introspection=introspection),
+        execution_context_class=Executor,
         config=StrawberryConfig(
             scalar_map={datetime: DateTimeScalar},
             # "Did you mean ...?" would reveal field names that introspection hides.

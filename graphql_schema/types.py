@@ -13,7 +13,7 @@ from strawberry.types.unset import UNSET
 
 from api import events
 from graphql_schema.context import GraphQLContext, GraphQLInfo
-from graphql_schema.errors import Unauthenticated
+from graphql_schema.errors import InvalidInput, Unauthenticated
 from graphql_schema.loaders import CountKey, PageKey
 from graphql_schema.operations import AuthResult, Caller, TaskRecord, UserRecord
 from graphql_schema.pagination import (
@@ -110,6 +110,20 @@ class TaskEdge:
     node: Task
 
 
+class _LazyEdge(TaskEdge):
+    """A TaskEdge whose cursor is encoded when read: most pages are fetched without per-edge
+    cursors (`pageInfo` has the page's own), and encoding one costs more than the rest of an
+    edge. Resolving `cursor` reads the attribute, so a query that asks gets the same value."""
+
+    def __init__(self, task: TaskRecord) -> None:  # the dataclass __init__ would set cursor
+        self.node = Task.from_record(task)
+        self._task = task
+
+    @property  # type: ignore[override]
+    def cursor(self) -> str:
+        return encode_cursor(self._task)
+
+
 @strawberry.type(description="Relay page info; pages go forward only (first/after).")
 class PageInfo:
     has_next_page: bool
@@ -148,20 +162,25 @@ async def task_connection(
     """
     after = None if after is UNSET else after
     completed = None if completed is UNSET else completed
-    key = PageKey(
-        owner=owner, first=page_size(first), after=decode_cursor(after), completed=completed
-    )
+    try:
+        key = PageKey(
+            owner=owner, first=page_size(first), after=decode_cursor(after), completed=completed
+        )
+    except InvalidInput:
+        # A gone account is UNAUTHENTICATED before any complaint about its arguments (the
+        # token alone was checked: GraphQLContext.caller).
+        if not owner.account_checked and await context.loaders.users.load(owner.user_id) is None:
+            raise Unauthenticated() from None
+        raise
     page = await context.loaders.task_pages.load(key)
-    edges = [
-        TaskEdge(cursor=encode_cursor(task), node=Task.from_record(task)) for task in page.tasks
-    ]
+    tasks = page.tasks
     return TaskConnection(
-        edges=edges,
+        edges=[_LazyEdge(task) for task in tasks],
         page_info=PageInfo(
             has_next_page=page.has_next_page,
             has_previous_page=False,
-            start_cursor=edges[0].cursor if edges else None,
-            end_cursor=edges[-1].cursor if edges else None,
+            start_cursor=encode_cursor(tasks[0]) if tasks else None,
+            end_cursor=encode_cursor(tasks[-1]) if tasks else None,
         ),
         owner=owner,
         completed=completed,

@@ -12,7 +12,7 @@ import pytest
 
 from api.settings import Settings
 from tests.conftest import TEST_SECRET, Account, serve, signup
-from tests.graphql_helpers import count_statements, error_codes, gql, gql_error
+from tests.graphql_helpers import count_statements, create_task, error_codes, gql, gql_error
 
 SIGNUP = """
 mutation Signup($email: String!, $password: String!) {
@@ -208,16 +208,28 @@ async def test_introspection_needs_no_token(client: httpx.AsyncClient) -> None:
 
 
 async def test_the_caller_is_resolved_once_per_request(
-    app: object, client: httpx.AsyncClient, alice: Account
+    app: object, client: httpx.AsyncClient, alice: Account, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """One token verification however many fields ask, and no account lookup while the
+    caller's rows are found (the operations look the account up only on a miss)."""
+    task = await create_task(client, alice, "one")
+    tokens = app.state.services.tokens  # type: ignore[attr-defined]
+    verify_until = tokens.verify_until
+    verified: list[str] = []
+
+    def counting(token: str) -> object:
+        verified.append(token)
+        return verify_until(token)
+
+    monkeypatch.setattr(tokens, "verify_until", counting)
     query = """
-    { me { id } tasks { totalCount } task(id: "00000000-0000-4000-8000-000000000000") { id }
+    query($id: ID!) { me { id } tasks { totalCount } task(id: $id) { id }
       again: me { email } }
     """
     with count_statements(app) as statements:  # type: ignore[arg-type]
-        await gql(client, query, headers=alice.headers)
-    token_checks = [s for s in statements if "EXISTS" in s.upper()]
-    assert len(token_checks) == 1, statements
+        await gql(client, query, {"id": task["id"]}, headers=alice.headers)
+    assert len(verified) == 1
+    assert not [s for s in statements if "EXISTS" in s.upper()], statements
 
 
 async def test_signup_payload_user_can_list_its_tasks(client: httpx.AsyncClient) -> None:

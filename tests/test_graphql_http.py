@@ -61,6 +61,8 @@ async def test_other_methods_are_refused(client: httpx.AsyncClient, method: str)
     ("content", "content_type"),
     [
         (b"{not json", "application/json"),
+        (b"\xff\xfe{", "application/json"),  # not UTF-8 (was a 500)
+        (b'{"query": "{ me { id } }\xc3"}', "application/json"),
         (b'{"query": 5}', "application/json"),
         (b'{"query": "{ me { id } }", "variables": [1]}', "application/json"),
         (b"{}", "application/json"),
