@@ -282,6 +282,14 @@ class _AsyncpgTransaction(Transaction):
         return _rowcount(status)
 
 
+async def _keep_session(_connection: asyncpg.Connection) -> None:
+    """Nothing to reset when a connection goes back to the pool: the store's statements never
+    change session state (no SET, LISTEN, advisory lock or cursor; task events use NOTIFY, the
+    listener has a connection of its own). asyncpg's default sends `SELECT
+    pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL` on every release, a round trip
+    per request; it still rolls back a transaction left open, with or without this."""
+
+
 class AsyncpgStore(Store):
     """A pool of up to `pool_size` persistent connections, opened as they are needed."""
 
@@ -312,6 +320,7 @@ class AsyncpgStore(Store):
             async with self._pool_lock:
                 if self._pool is None:
                     self._pool = await asyncpg.create_pool(
+                        reset=_keep_session,
                         min_size=0,
                         max_size=self.pool_capacity,
                         # Recycle connections idle past Neon's suspend or a proxy's timeout.
