@@ -768,7 +768,8 @@ def prepare_datasets(
 
 
 def choose_profile_scenarios(bench: Bench) -> list[Scenario]:
-    """The slowest REST scenario at 100 connections, and the one furthest below its floor."""
+    """The slowest REST scenario at 100 connections, the one furthest below its floor, and
+    GraphQL tasks(first: 20) (the GraphQL target)."""
     measured = []
     for key in (
         "rest_list_100",
@@ -785,7 +786,10 @@ def choose_profile_scenarios(bench: Bench) -> list[Scenario]:
         return [BY_KEY["rest_list_100"]]
     slowest = min(measured)[2]
     worst = min(measured, key=lambda m: m[1])[2]
-    return [BY_KEY[k] for k in dict.fromkeys((slowest, worst))]
+    keys = [slowest, worst]
+    if bench.results.get("gql_tasks_100"):
+        keys.append("gql_tasks_100")
+    return [BY_KEY[k] for k in dict.fromkeys(keys)]
 
 
 if __name__ == "__main__":
