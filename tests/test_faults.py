@@ -148,3 +148,23 @@ async def test_database_restart_costs_at_most_one_request(make_settings, postgre
     assert set(statuses) <= {200, 503}, statuses
     assert statuses.count(503) <= 1, statuses
     assert statuses[-1] == 200
+
+
+async def test_waiting_for_a_pooled_connection_ends_in_503_after_db_pool_timeout(
+    make_settings, postgres_url: str
+) -> None:
+    """Every connection busy for longer than DB_POOL_TIMEOUT: the request waiting in line gets
+    the contract's 503, and the next one, once a connection is free, is served."""
+    settings = make_settings(database_url=postgres_url, db_pool_size=1, db_pool_timeout=0.5)
+    app = create_app(settings)
+    async with serve(app) as client:
+        account = await signup(client)
+        store = app.state.services.store
+        async with store.transaction():  # holds the only connection
+            started = time.monotonic()
+            response = await client.get("/api/tasks", headers=account.headers)
+            waited = time.monotonic() - started
+        assert response.status_code == 503
+        assert response.json() == {"error": "Service temporarily unavailable"}
+        assert 0.4 <= waited < 5
+        assert (await client.get("/api/tasks", headers=account.headers)).status_code == 200
