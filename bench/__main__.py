@@ -511,7 +511,10 @@ def git_head() -> str:
             return ""
 
     commit = run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"]) or "?"
-    dirty = bool(run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"]))
+    # The run's own output (results, profiles) does not make the code under test dirty.
+    status = ["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no", "--", "."]
+    outputs = [":!bench/RESULTS.md", ":!bench/RESULTS.json", ":!bench/profile"]
+    dirty = bool(run(status + outputs))
     return f"{commit}{' (with uncommitted changes)' if dirty else ''}"
 
 
