@@ -57,7 +57,15 @@ class GraphQLSocket:
                 message: dict[str, Any] = json.loads(raw)
                 if message.get("type") == "ping":
                     self.pings += 1
-                    await self.send({"type": "pong"})
+                    try:
+                        await self.send({"type": "pong"})
+                    except ConnectionClosed as exc:
+                        # The server closed right after its ping (say, as the token expired):
+                        # the close is the answer, not the failed pong.
+                        frame = exc.rcvd
+                        raise Closed(
+                            frame.code if frame else None, frame.reason if frame else ""
+                        ) from None
                     if skip_pings:
                         continue
                 if message.get("type") == "ka" and skip_pings:
