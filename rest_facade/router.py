@@ -10,7 +10,7 @@ FastAPI's per-request routing and dependency solving.
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, NamedTuple
 
 import orjson
@@ -228,9 +228,20 @@ class DirectRoutes:
     ServiceMiddleware's last resort.
     """
 
-    def __init__(self, services: Services, routes: Iterable[BaseRoute] = router.routes) -> None:
+    def __init__(
+        self,
+        services: Services,
+        routes: Iterable[BaseRoute] = router.routes,
+        *,
+        extra: Mapping[tuple[str, str], DirectHandler] | None = None,
+    ) -> None:
+        """`extra`: more handlers by (method, path), for routes declared elsewhere (the app's
+        /graphql); they answer every request themselves, errors included."""
         self._services = services
-        self._static: dict[tuple[str, str], DirectRoute] = {}
+        self._static: dict[tuple[str, str], DirectRoute] = {
+            (method, path): DirectRoute(path, handler, "")
+            for (method, path), handler in (extra or {}).items()
+        }
         self._by_parent: dict[str, dict[str, tuple[str, DirectHandler]]] = {}
         for route in routes:
             if not isinstance(route, APIRoute) or route.endpoint not in _DIRECT:

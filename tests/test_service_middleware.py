@@ -157,6 +157,33 @@ async def test_direct_routes_answer_as_fastapi_does(
     ]
 
 
+async def test_graphql_is_served_directly_as_fastapi_serves_it(
+    client: httpx.AsyncClient, app: Any, alice: Account, direct_calls: list[str]
+) -> None:
+    await client.post("/api/tasks", json={"title": "one"}, headers=alice.headers)
+    direct_calls.clear()
+    query = "{ tasks(first: 5) { edges { node { title completed } } totalCount } }"
+    cases: list[tuple[str, str, dict[str, Any]]] = [
+        ("POST", "/graphql", {"headers": alice.headers, "json": {"query": query}}),
+        ("POST", "/graphql/", {"headers": alice.headers, "json": {"query": query}}),
+        ("GET", "/graphql", {"headers": alice.headers, "params": {"query": query}}),
+        ("POST", "/graphql", {"json": {"query": "{ me { email } }"}}),  # no token
+        ("POST", "/graphql", {"json": {"query": "{ nope"}}),
+        (
+            "POST",
+            "/graphql",
+            {"content": b"\xff\xfe{", "headers": {"Content-Type": "application/json"}},
+        ),
+        ("POST", "/graphql", {"json": {"query": "mutation { deleteTask(id: 1) }"}}),
+        ("GET", "/graphql", {"params": {"query": "mutation { __typename }"}}),
+        ("GET", "/graphql", {"headers": {"Accept": "text/html"}}),  # GraphiQL
+    ]
+    for method, path, kwargs in cases:
+        direct, through_fastapi = await both_ways(client, app, method, path, **kwargs)
+        same(direct, through_fastapi)
+    assert direct_calls == ["/graphql"] * len(cases)
+
+
 async def test_what_no_direct_route_serves_goes_to_fastapi(
     client: httpx.AsyncClient, alice: Account, direct_calls: list[str]
 ) -> None:
