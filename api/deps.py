@@ -44,13 +44,12 @@ async def get_services(connection: HTTPConnection) -> Services:
 async def get_caller(connection: HTTPConnection) -> Caller:
     """The token's caller, checked without a database trip: the task operations answer 401
     themselves when the account is gone (graphql_schema/operations.py, `_require_user`)."""
-    return identify(
-        services=_services(connection), authorization=connection.headers.get("authorization")
-    )
+    return caller_of(_services(connection), connection.scope)
 
 
 def caller_of(services: Services, scope: Scope) -> Caller:
-    """`get_caller` for a plain function call (rest_facade/router.py `DirectRoutes`)."""
+    """`get_caller` for a plain function call (rest_facade/router.py `DirectRoutes`): the one
+    place the REST routes read the token, whichever way a request is routed."""
     authorization = None
     for name, value in scope["headers"]:
         if name == b"authorization":  # the first one, as `Headers.get` takes it
