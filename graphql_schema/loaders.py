@@ -91,14 +91,16 @@ async def _load_users(services: Services, user_ids: list[uuid.UUID]) -> list[Use
 
 
 async def _load_task_pages(services: Services, keys: list[PageKey]) -> list[TaskPage]:
-    # One statement per distinct (first, after, completed); the query bounds how many.
-    groups: defaultdict[_PageArgs, list[Caller]] = defaultdict(list)
+    # One statement per distinct (first, after, completed); the query bounds how many. A batch
+    # may hold one key several times (aliases, over a socket whose loaders do not cache): each
+    # owner goes into the statement once, or its page would get the rows of every copy.
+    groups: defaultdict[_PageArgs, dict[Caller, None]] = defaultdict(dict)
     for key in keys:
-        groups[key.first, key.after, key.completed].append(key.owner)
+        groups[key.first, key.after, key.completed][key.owner] = None
     pages: dict[PageKey, TaskPage] = {}
     for (first, after, completed), owners in groups.items():
         loaded = await operations.load_task_pages(
-            services=services, owners=owners, first=first, after=after, completed=completed
+            services=services, owners=list(owners), first=first, after=after, completed=completed
         )
         for owner in owners:
             pages[PageKey(owner, first, after, completed)] = loaded[owner.user_id]
@@ -106,12 +108,14 @@ async def _load_task_pages(services: Services, keys: list[PageKey]) -> list[Task
 
 
 async def _load_task_counts(services: Services, keys: list[CountKey]) -> list[int]:
-    groups: defaultdict[bool | None, list[Caller]] = defaultdict(list)
+    groups: defaultdict[bool | None, dict[Caller, None]] = defaultdict(dict)
     for key in keys:
-        groups[key.completed].append(key.owner)
+        groups[key.completed][key.owner] = None
     counts: dict[CountKey, int] = {}
     for completed, owners in groups.items():
-        loaded = await operations.count_tasks(services=services, owners=owners, completed=completed)
+        loaded = await operations.count_tasks(
+            services=services, owners=list(owners), completed=completed
+        )
         for owner in owners:
             counts[CountKey(owner, completed)] = loaded[owner.user_id]
     return [counts[key] for key in keys]

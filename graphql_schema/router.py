@@ -41,7 +41,12 @@ from graphql_schema.context import GraphQLContext, get_context
 from graphql_schema.errors import ErrorCode
 from graphql_schema.extensions import is_presented, present
 from graphql_schema.schema import build_schema
-from graphql_schema.websocket import LegacyWSHandler, TransportWSHandler, authenticate_connection
+from graphql_schema.websocket import (
+    LegacyWSHandler,
+    TextFrameWebSocketAdapter,
+    TransportWSHandler,
+    authenticate_connection,
+)
 
 MAX_BODY_BYTES = 1 << 20
 JSON = "application/json"
@@ -126,6 +131,7 @@ _HTTP_ENDPOINTS = frozenset({"handle_http_get", "handle_http_post"})
 
 class GraphQLHTTPRouter(GraphQLRouter[GraphQLContext, None]):
     request_adapter_class = BoundedRequestAdapter
+    websocket_adapter_class = TextFrameWebSocketAdapter  # type: ignore[assignment]
     graphql_transport_ws_handler_class = TransportWSHandler
     graphql_ws_handler_class = LegacyWSHandler
 

@@ -19,10 +19,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from graphql import GraphQLError, OperationType, get_operation_ast, parse
+from starlette.websockets import WebSocketDisconnect
+from strawberry.asgi import ASGIWebSocketAdapter
 from strawberry.exceptions import ConnectionRejectionError
+from strawberry.http.exceptions import WebSocketDisconnected
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
 )
@@ -42,6 +47,23 @@ CLOSE_FORBIDDEN = 4403
 CLOSE_TRY_AGAIN_LATER = 1013
 TOKEN_EXPIRED = "Token expired"
 UNAVAILABLE = "Service temporarily unavailable"
+
+
+class TextFrameWebSocketAdapter(ASGIWebSocketAdapter):
+    """Sends every message as a text frame, as both protocols require.
+
+    The view's `encode_json` returns bytes (HTTP bodies are bytes anyway), and Strawberry's
+    adapter sends bytes as a binary frame: a browser hands those to graphql-ws as a `Blob`,
+    which it cannot parse, and the client gives up with 4004.
+    """
+
+    async def send_json(self, message: Mapping[str, object]) -> None:
+        encoded = self.view.encode_json(message)
+        text = encoded.decode() if isinstance(encoded, bytes) else encoded
+        try:
+            await self.ws.send_text(text)
+        except WebSocketDisconnect as exc:
+            raise WebSocketDisconnected from exc
 
 
 class ConnectionUnavailable(Exception):
@@ -152,5 +174,47 @@ class LegacyWSHandler(_Session, BaseGraphQLWSHandler[GraphQLContext, None]):
         await self._stop_session()
         await super().cleanup()
 
+    async def handle_async_results(
+        self,
+        operation_id: str,
+        query: str,
+        operation_name: str | None,
+        variables: dict[str, object] | None,
+    ) -> None:
+        """Queries and mutations too, as subscriptions-transport-ws clients send them:
+        Strawberry runs every `start` through `schema.subscribe`, which refuses them."""
+        if _is_subscription(query, operation_name):
+            await super().handle_async_results(operation_id, query, operation_name, variables)
+            return
+        try:
+            result = await self.schema.execute(
+                query,
+                variable_values=variables,
+                context_value=self.context,
+                root_value=self.root_value,
+                operation_name=operation_name,
+            )
+            if result.data is None and result.errors:
+                await self.send_message(
+                    {"type": "error", "id": operation_id, "payload": result.errors[0].formatted}
+                )
+            else:
+                await self.send_data_message(result, operation_id)
+            await self.send_message({"type": "complete", "id": operation_id})
+        except asyncio.CancelledError:
+            await self.send_message({"type": "complete", "id": operation_id})
+        finally:
+            self.tasks.pop(operation_id, None)
+
     async def _stop_operations(self) -> None:
         await BaseGraphQLWSHandler.cleanup(self)
+
+
+def _is_subscription(query: str, operation_name: str | None) -> bool:
+    """True also when the document does not parse or names no operation: Strawberry's own
+    path reports those."""
+    try:
+        operation = get_operation_ast(parse(query), operation_name)
+    except GraphQLError:
+        return True
+    return operation is None or operation.operation is OperationType.SUBSCRIPTION

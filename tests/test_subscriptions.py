@@ -24,6 +24,7 @@ from tests.live import service, service_log
 from tests.ws_helpers import (
     LEGACY_WS,
     TASK_EVENTS,
+    TRANSPORT_WS,
     graphql,
     next_event,
     open_socket,
@@ -365,3 +366,46 @@ async def test_queries_and_mutations_run_over_the_socket_as_its_caller(
         message = await tab.receive()
         assert message["id"] == me_op
         assert message["payload"] == {"data": {"me": {"id": alice_id}}}
+
+
+ALIASED_PAGES = """
+{ a: tasks(first: 2) { totalCount edges { node { title } } }
+  b: tasks(first: 2) { totalCount edges { node { title } } }
+  me { tasks(first: 2) { edges { node { title } } } } }
+"""
+
+
+async def test_aliased_pages_over_the_socket_are_the_pages_over_http(
+    live: Live, client: httpx.AsyncClient
+) -> None:
+    """The socket's loaders batch the same page several times; each alias gets it once."""
+    token, _ = await signup(client)
+    for title in ("one", "two", "three"):
+        created = await rest(client, "POST", "/api/tasks", token, {"title": title})
+        assert created.status_code == 201
+    over_http = await graphql(client, token, ALIASED_PAGES)
+    page = {"totalCount": 3, "edges": [{"node": {"title": "three"}}, {"node": {"title": "two"}}]}
+    assert over_http["a"] == over_http["b"] == page
+    async with subscribed(live.base, token, subscriptions=0) as (tab, _):
+        op_id = await tab.subscribe(ALIASED_PAGES)
+        message = await tab.receive()
+        assert message == {"id": op_id, "type": "next", "payload": {"data": over_http}}
+        assert await tab.receive() == {"id": op_id, "type": "complete"}
+
+
+async def test_every_message_is_a_text_frame_on_both_protocols(
+    live: Live, client: httpx.AsyncClient
+) -> None:
+    """ws_helpers refuses binary frames on every receive; this walks each kind of message."""
+    token, _ = await signup(client)
+    for subprotocol in (TRANSPORT_WS, LEGACY_WS):
+        async with open_socket(live.base, subprotocol=subprotocol) as tab:
+            ack = await tab.init({"Authorization": f"Bearer {token}"})
+            assert ack["type"] == "connection_ack"
+            start = "subscribe" if subprotocol == TRANSPORT_WS else "start"
+            await tab.send({"id": "q", "type": start, "payload": {"query": "{ me { id } }"}})
+            types = [(await tab.receive())["type"], (await tab.receive())["type"]]
+            assert types == (["next", "complete"] if start == "subscribe" else ["data", "complete"])
+            await tab.send({"id": "e", "type": start, "payload": {"query": "{ nope }"}})
+            assert (await tab.receive())["type"] == "error"
+            await tab.receive(skip_pings=False)  # a keep-alive (WS_KEEPALIVE_SECONDS=0.5)

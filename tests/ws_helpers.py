@@ -54,6 +54,9 @@ class GraphQLSocket:
                     raise Closed(
                         frame.code if frame else None, frame.reason if frame else ""
                     ) from None
+                # Both protocols' messages are JSON text: a binary frame reaches a browser's
+                # graphql-ws client as a Blob it cannot read.
+                assert isinstance(raw, str), f"a binary frame: {raw[:80]!r}"
                 message: dict[str, Any] = json.loads(raw)
                 if message.get("type") == "ping":
                     self.pings += 1
