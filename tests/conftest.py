@@ -8,7 +8,10 @@ they fail instead.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
+import shutil
+import subprocess
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -25,6 +28,7 @@ from api.settings import Settings, load_settings
 
 TEST_SECRET = "test-secret-that-is-long-enough-0123456789"
 FRONTEND = "http://localhost:3000"
+JS_CLIENTS = Path(__file__).resolve().parent / "js"
 
 
 def _postgres_admin_url() -> str | None:
@@ -64,6 +68,32 @@ def postgres_url() -> Any:
         pytest.fail(f"cannot create a test database through TEST_DATABASE_URL: {exc}")
     yield make_url(admin).set(database=name).render_as_string(hide_password=False)
     asyncio.run(admin_execute(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def js_clients() -> Path:
+    """tests/js with its node_modules installed exactly as package-lock.json says (`npm ci`,
+    again whenever the lock file changed). Without Node.js and npm the tests that need them
+    skip, or fail in CI."""
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if not node or not npm:
+        if os.environ.get("CI"):
+            pytest.fail("Node.js and npm are needed for the JavaScript client tests")
+        pytest.skip("Node.js and npm are needed for the JavaScript client tests")
+    lock = hashlib.sha256((JS_CLIENTS / "package-lock.json").read_bytes()).hexdigest()
+    stamp = JS_CLIENTS / "node_modules" / ".installed-from-lock"
+    if not stamp.is_file() or stamp.read_text() != lock:
+        installed = subprocess.run(
+            [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"],
+            cwd=JS_CLIENTS,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        if installed.returncode != 0:
+            pytest.fail(f"npm ci in {JS_CLIENTS} failed:\n{installed.stderr}")
+        stamp.write_text(lock)
+    return JS_CLIENTS
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

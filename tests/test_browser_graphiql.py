@@ -13,11 +13,15 @@ import mimetypes
 import re
 import shutil
 import subprocess
+import uuid
 from pathlib import Path
 
+import httpx
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from tests.browser.support import ARTIFACTS, chromium, require_browser
+from tests.conftest import TEST_SECRET
 from tests.live import service
 
 UNPKG = re.compile(r"^https://unpkg\.com/((?:@[^/@]+/)?[^/@]+)@([^/]+)/(.+)$")
@@ -136,3 +140,102 @@ def test_graphiql_signup_token_header_and_tasks(tmp_path: Path, graphiql_assets:
     assert [n["title"] for n in nodes] == ["Seen in GraphiQL"]
     assert nodes[0]["id"] == created["data"]["createTask"]["id"]
     assert not failed, failed
+
+
+def _result_text(page) -> str:  # type: ignore[no-untyped-def]
+    return str(
+        page.eval_on_selector(".result-window .CodeMirror", "el => el.CodeMirror.getValue()")
+    )
+
+
+def test_graphiql_subscription_shows_each_event_from_a_rest_write(
+    tmp_path: Path, graphiql_assets: Path, database_url: str
+) -> None:
+    """GraphiQL subscribes over graphql-ws with the Headers tab as `connection_init` payload;
+    each write through REST appears in the results pane (on SQLite and PostgreSQL)."""
+    with (
+        service(tmp_path, DATABASE_URL=database_url, BETTER_AUTH_SECRET=TEST_SECRET) as (
+            base,
+            _proc,
+        ),
+        chromium() as browser,
+    ):
+        signup = httpx.post(
+            f"{base}/api/auth/signup",
+            json={"email": f"live-{uuid.uuid4().hex[:8]}@example.com", "password": "password12"},
+        )
+        token = signup.json()["token"]
+        auth = {"Authorization": f"Bearer {token}"}
+        context = browser.new_context(viewport={"width": 1400, "height": 900})
+        context.route("https://unpkg.com/**", _serve_from(graphiql_assets))
+        page = context.new_page()
+        sockets: list[str] = []
+        page.on("websocket", lambda ws: sockets.append(ws.url))
+        page.goto(f"{base}/graphql")
+        page.wait_for_selector(".graphiql-query-editor .CodeMirror", timeout=20000)
+        page.get_by_role("button", name="Headers").click()
+        _set_editor(
+            page,
+            ".graphiql-editor-tool .graphiql-editor:not(.hidden) .CodeMirror",
+            json.dumps(auth),
+        )
+        _set_editor(
+            page,
+            ".graphiql-query-editor .CodeMirror",
+            "subscription Live {\n  taskEvents {\n    type\n    taskId\n"
+            "    task { title completed }\n  }\n}",
+        )
+        page.wait_for_timeout(500)  # GraphiQL re-reads the operation name after a debounce
+        page.click(".graphiql-execute-button")
+
+        # No message says a subscription has started: write until one write's event shows.
+        seen = None
+        for attempt in range(20):
+            created = httpx.post(
+                f"{base}/api/tasks", json={"title": f"from REST {attempt}"}, headers=auth
+            ).json()["task"]
+            try:
+                page.wait_for_function(
+                    "id => document.querySelector('.result-window .CodeMirror')"
+                    ".CodeMirror.getValue().includes(id)",
+                    arg=created["id"],
+                    timeout=1000,
+                )
+            except PlaywrightTimeout:
+                continue
+            seen = created
+            break
+        assert seen is not None, f"no event in the results pane: {_result_text(page)!r}"
+        assert json.loads(_result_text(page)) == {
+            "data": {
+                "taskEvents": {
+                    "type": "CREATED",
+                    "taskId": seen["id"],
+                    "task": {"title": seen["title"], "completed": False},
+                }
+            }
+        }
+
+        updated = httpx.put(
+            f"{base}/api/tasks/{seen['id']}", json={"completed": True}, headers=auth
+        )
+        assert updated.status_code == 200
+        page.wait_for_function(
+            "() => document.querySelector('.result-window .CodeMirror')"
+            ".CodeMirror.getValue().includes('UPDATED')",
+            timeout=10000,
+        )
+        ARTIFACTS.mkdir(exist_ok=True)
+        database = database_url.split(":", 1)[0]
+        page.screenshot(path=str(ARTIFACTS / f"graphiql-subscription-{database}.png"))
+        pane = json.loads(_result_text(page))
+    assert pane == {
+        "data": {
+            "taskEvents": {
+                "type": "UPDATED",
+                "taskId": seen["id"],
+                "task": {"title": seen["title"], "completed": True},
+            }
+        }
+    }
+    assert sockets == [base.replace("http://", "ws://", 1) + "/graphql"]
