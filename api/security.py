@@ -61,13 +61,17 @@ class PasswordHasher:
         return await self._run(self._context.hash, password)
 
     async def verify(self, password: str, password_hash: str | None) -> bool:
-        """Constant work whether or not there is a hash to check against."""
-        if password_hash is None:
-            await self._run(self._context.verify, password, self._dummy_hash)
-            return False
+        """Constant work whether or not there is a hash to check against.
+
+        passlib refuses a password over 4096 characters (PasswordSizeError, a ValueError)
+        before hashing, for an unknown email as for a known one: it never verifies, and
+        both answer alike. A malformed stored hash never verifies either."""
         try:
+            if password_hash is None:
+                await self._run(self._context.verify, password, self._dummy_hash)
+                return False
             return bool(await self._run(self._context.verify, password, password_hash))
-        except (ValueError, TypeError):  # a malformed stored hash never verifies
+        except (ValueError, TypeError):
             return False
 
     def close(self) -> None:

@@ -54,6 +54,9 @@ async def test_login_normalises_the_email(client: httpx.AsyncClient, alice: Acco
         ("alice@example.com", "wrong-password"),
         ("nobody@example.com", "correct-horse-1"),
         ("not-an-address", "correct-horse-1"),
+        ("alice@example.com", "x" * 4097),
+        ("nobody@example.com", "x" * 4097),
+        ("not-an-address", "x" * 4097),
     ],
 )
 async def test_login_with_wrong_credentials_is_unauthenticated(

@@ -153,6 +153,11 @@ async def test_login_requires_both_fields(client: httpx.AsyncClient, payload: di
         ("unknown@example.com", "correct-horse-1"),
         ("not-an-email", "correct-horse-1"),
         ("known@example.com", "correct-horse-1" + "x" * 200),
+        # Past passlib's 4096-character cap: the unknown and malformed emails were a 500.
+        ("known@example.com", "x" * 4097),
+        ("unknown@example.com", "x" * 4097),
+        ("not-an-email", "x" * 4097),
+        ("unknown@example.com", "x" * 500_000),
     ],
 )
 async def test_login_failures_are_indistinguishable(
