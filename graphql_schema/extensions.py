@@ -14,6 +14,7 @@ cached per query text.
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -33,6 +34,9 @@ MAX_TOKENS = 2000
 _CACHE_SIZE = 256
 
 INTERNAL_MESSAGE = "Internal server error"
+# graphql-core's suggestions (pyutils.did_you_mean: " Did you mean 'a' or 'b'?", names only,
+# which never hold a "?") name the schema's types and fields.
+_SUGGESTIONS = re.compile(r" Did you mean [^?]*\?")
 
 
 def is_unexpected(error: GraphQLError) -> bool:
@@ -44,8 +48,9 @@ def is_unexpected(error: GraphQLError) -> bool:
     return error.path is not None or not (original is None or isinstance(original, GraphQLError))
 
 
-def present(error: GraphQLError) -> GraphQLError:
-    """The error as clients see it: a known message and code, or the masked one."""
+def present(error: GraphQLError, *, hide_suggestions: bool = False) -> GraphQLError:
+    """The error as clients see it: a known message and code, or the masked one. With
+    `hide_suggestions` (introspection off) a request error's "Did you mean ...?" is cut."""
     original = error.original_error
     extensions: dict[str, Any]
     if isinstance(original, DomainError):
@@ -56,6 +61,8 @@ def present(error: GraphQLError) -> GraphQLError:
         message, extensions = INTERNAL_MESSAGE, {"code": ErrorCode.INTERNAL.value}
     else:
         message, extensions = error.message, {"code": ErrorCode.BAD_USER_INPUT.value}
+        if hide_suggestions:
+            message = _SUGGESTIONS.sub("", message)
     # A new error each time: validation errors are cached and shared between requests.
     return GraphQLError(
         message,
@@ -133,6 +140,8 @@ class OperationGuard:
 
     def __init__(self, *, introspection: bool) -> None:
         rules = _LIMIT_RULES if introspection else [*_LIMIT_RULES, *_NO_INTROSPECTION_RULES]
+        # Suggestions would name the types and fields that introspection hides.
+        self.hide_suggestions = not introspection
         self.validation_rules = tuple(rules)
         self.parse = functools.lru_cache(maxsize=_CACHE_SIZE)(parse)
         self._validate = functools.lru_cache(maxsize=_CACHE_SIZE)(self._validate_document)
@@ -175,7 +184,9 @@ class GuardedRunner(SchemaExtensionsRunner):
         return _NO_HOOK
 
     def on_stream_result(self, result: StreamExecutionResult) -> Any:
-        return _Phase(functools.partial(_present_stream_errors, result))
+        return _Phase(
+            functools.partial(_present_stream_errors, result, self.guard.hide_suggestions)
+        )
 
     def get_extensions_results_sync(self) -> dict[str, Any]:
         return {}
@@ -191,8 +202,10 @@ class GuardedRunner(SchemaExtensionsRunner):
     def _finish_operation(self) -> None:
         result = self.execution_context.result
         if result is not None and result.errors:
+            hide = self.guard.hide_suggestions
             result.errors = [
-                error if is_presented(error) else present(error) for error in result.errors
+                error if is_presented(error) else present(error, hide_suggestions=hide)
+                for error in result.errors
             ]
         # Metrics: operations by name and outcome (the first error's code, else "ok").
         errors = result.errors if result is not None else None
@@ -216,13 +229,14 @@ class GuardedRunner(SchemaExtensionsRunner):
         context.pre_execution_errors = self.guard.validate(context, context.graphql_document)
 
 
-def _present_stream_errors(result: StreamExecutionResult) -> None:
+def _present_stream_errors(result: StreamExecutionResult, hide_suggestions: bool) -> None:
     # Streamed results (subscription events, any operation over a WebSocket) are sent before
     # the operation finishes: their errors are presented on the way out.
     errors = getattr(result, "errors", None)
     if errors:
         result.errors = [  # type: ignore[union-attr]
-            error if is_presented(error) else present(error) for error in errors
+            error if is_presented(error) else present(error, hide_suggestions=hide_suggestions)
+            for error in errors
         ]
 
 

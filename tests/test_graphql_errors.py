@@ -15,7 +15,7 @@ from api.app import create_app
 from api.settings import Settings
 from graphql_schema import operations
 from graphql_schema.errors import Unavailable
-from tests.conftest import Account, serve
+from tests.conftest import Account, serve, signup
 from tests.graphql_helpers import create_task, error_codes, gql, gql_error
 
 MISSING_ID = "00000000-0000-4000-8000-000000000000"
@@ -163,6 +163,40 @@ async def test_introspection_can_be_switched_off(closed_client: httpx.AsyncClien
     )
     uuid.UUID(body["data"]["signup"]["user"]["id"])
     assert (await gql(closed_client, "{ __typename }"))["data"] == {"__typename": "Query"}
+
+
+NEAR_MISSES = [
+    ("{ tasks(frist: 2) { totalCount } }", None),
+    ("query($x: Tsk) { me { id } }", None),
+    ("mutation($i: CreateTaskInpt!) { createTask(input: $i) { id } }", None),
+    ("{ me { ...F } } fragment F on Usr { id }", None),
+    ('mutation { createTask(input: {titel: "x"}) { id } }', None),
+    ("mutation($i: CreateTaskInput!) { createTask(input: $i) { id } }", {"i": {"titel": "x"}}),
+    ("{ me { tasks(first: 1) { edges { node { titel } } } } }", None),
+]
+
+
+@pytest.mark.parametrize(("query", "variables"), NEAR_MISSES)
+async def test_no_suggestions_name_the_schema_when_introspection_is_off(
+    closed_client: httpx.AsyncClient, client: httpx.AsyncClient, query: str, variables: Any
+) -> None:
+    token = (await signup(closed_client)).token
+    headers = {"Authorization": f"Bearer {token}"}
+    response = await closed_client.post(
+        "/graphql", json={"query": query, "variables": variables}, headers=headers
+    )
+    errors = response.json()["errors"]
+    assert {error["extensions"]["code"] for error in errors} == {"BAD_USER_INPUT"}
+    assert not any("Did you mean" in error["message"] for error in errors), errors
+    # The same mistake with introspection on does get its suggestion.
+    token = (await signup(client)).token
+    response = await client.post(
+        "/graphql",
+        json={"query": query, "variables": variables},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    errors = response.json()["errors"]
+    assert any("Did you mean" in error["message"] for error in errors), errors
 
 
 async def test_field_suggestions_stay_on_with_introspection(client: httpx.AsyncClient) -> None:
