@@ -18,7 +18,17 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from graphql import ASTValidationRule, DocumentNode, GraphQLError, GraphQLSchema, parse
+from graphql import (
+    ASTValidationRule,
+    DocumentNode,
+    GraphQLError,
+    GraphQLSchema,
+    IntValueNode,
+    Node,
+    Visitor,
+    parse,
+    visit,
+)
 from strawberry.extensions import MaxAliasesLimiter, QueryDepthLimiter
 from strawberry.extensions.disable_introspection import NoSchemaIntrospectionCustomRule
 from strawberry.extensions.runner import SchemaExtensionsRunner
@@ -37,6 +47,9 @@ INTERNAL_MESSAGE = "Internal server error"
 # graphql-core's suggestions (pyutils.did_you_mean: " Did you mean 'a' or 'b'?", names only,
 # which never hold a "?") name the schema's types and fields.
 _SUGGESTIONS = re.compile(r" Did you mean [^?]*\?")
+# Far past any Int (11 characters) or Float a client needs; Python's int() refuses 4300 digits.
+MAX_NUMBER_LITERAL_CHARS = 100
+_LONG_NUMBER = re.compile(rf"\d{{{MAX_NUMBER_LITERAL_CHARS + 1}}}")
 
 
 def is_unexpected(error: GraphQLError) -> bool:
@@ -76,6 +89,21 @@ def present(error: GraphQLError, *, hide_suggestions: bool = False) -> GraphQLEr
 
 def is_presented(error: GraphQLError) -> bool:
     return bool(error.extensions) and "code" in error.extensions
+
+
+def _long_number_literals(document: DocumentNode) -> list[Node]:
+    """Int and Float literals of the document longer than MAX_NUMBER_LITERAL_CHARS."""
+    found: list[Node] = []
+
+    class Finder(Visitor):
+        def enter_int_value(self, node: IntValueNode, *_: object) -> None:
+            if len(node.value) > MAX_NUMBER_LITERAL_CHARS:
+                found.append(node)
+
+        enter_float_value = enter_int_value  # type: ignore[assignment]
+
+    visit(document, Finder())
+    return found
 
 
 class _Phase:
@@ -151,6 +179,10 @@ class OperationGuard:
 
     def validate(self, context: ExecutionContext, document: DocumentNode) -> list[GraphQLError]:
         query = context.query
+        if isinstance(query, str) and _LONG_NUMBER.search(query):
+            too_long = _long_number_literals(document)
+            if too_long:  # graphql-core's int() of such a literal would raise, unhandled
+                return [GraphQLError("Number literal too long", nodes=too_long[:1])]
         if not isinstance(query, str):
             return validate_document(context.schema._schema, document, context.validation_rules)
         return self._validate(  # type: ignore[no-any-return]

@@ -18,6 +18,7 @@ editor) for browsers, 400 for malformed requests. What this adds:
 from __future__ import annotations
 
 import json
+import math
 from datetime import timedelta
 from typing import Any
 
@@ -116,6 +117,63 @@ class BoundedRequestAdapter(StarletteRequestAdapter):
         return b"".join(chunks)
 
 
+MAX_JSON_DEPTH = 32  # this schema's variables nest 3 deep; graphql-core recurses per level
+_MAX_NUMBER_CHARS = 100
+
+
+def _not_json(_constant: str) -> object:
+    raise ValueError("NaN and Infinity are not JSON")
+
+
+def _bounded_int(text: str) -> int:
+    if len(text) > _MAX_NUMBER_CHARS:
+        raise ValueError("number too long")
+    return int(text)
+
+
+def _bounded_float(text: str) -> float:
+    value = float(text) if len(text) <= _MAX_NUMBER_CHARS else math.inf
+    if not math.isfinite(value):
+        raise ValueError("number too long")
+    return value
+
+
+def decode_strict_json(data: str | bytes) -> object:
+    """`json.loads`, refusing what is not JSON or would cost more than any real request:
+    NaN/Infinity, text that is not UTF-8 (or UTF-16/32, which `json.loads` also detects),
+    numbers over 100 characters, nesting deeper than MAX_JSON_DEPTH."""
+    try:
+        value = json.loads(
+            data,
+            parse_constant=_not_json,
+            parse_int=_bounded_int,
+            parse_float=_bounded_float,
+        )
+    except json.JSONDecodeError:
+        raise
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+        raise json.JSONDecodeError(f"not acceptable JSON: {type(exc).__name__}", "", 0) from exc
+    if _depth_exceeds(value, MAX_JSON_DEPTH):
+        raise json.JSONDecodeError("JSON nested too deep", "", 0)
+    return value
+
+
+def _depth_exceeds(value: object, limit: int) -> bool:
+    pending: list[tuple[object, int]] = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        pending.extend((child, depth + 1) for child in children)
+    return False
+
+
 def _is_request_error(result: ExecutionResult) -> bool:
     # Errors raised before any resolver ran have no path (field errors always do).
     return (
@@ -185,12 +243,9 @@ class GraphQLHTTPRouter(GraphQLRouter[GraphQLContext, None]):
         return response
 
     def decode_json(self, data: str | bytes) -> object:
-        """Strawberry's `json.loads`, with a body that is not UTF-8 (or UTF-16/32, which
-        `json.loads` also detects) answered like any unparsable body, 400, instead of a 500."""
-        try:
-            return super().decode_json(data)
-        except UnicodeDecodeError as exc:
-            raise json.JSONDecodeError("the body is not UTF-8", "", 0) from exc
+        """Strict JSON for request bodies and WebSocket messages; whatever is not is answered
+        like any unparsable body (HTTP 400; on a socket, close 4400), never a 500."""
+        return decode_strict_json(data)
 
     def encode_json(self, data: object) -> bytes | str:
         """Strawberry's encoding (compact `json.dumps`), byte for byte, with orjson's speed.

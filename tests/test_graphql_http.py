@@ -224,3 +224,51 @@ async def test_cors_headers_on_graphql_answers(client: httpx.AsyncClient) -> Non
 async def test_not_in_the_rest_openapi_document(client: httpx.AsyncClient) -> None:
     paths = (await client.get("/openapi.json")).json()["paths"]
     assert "/graphql" not in paths
+
+
+def _body(field: str, value: str) -> str:
+    return '{"query": "{ __typename }", "%s": {"v": %s}}' % (field, value)  # noqa: UP031
+
+
+EXTREME_BODIES = {
+    "variables nested 1,000 deep": _body("variables", "[" * 1000 + "]" * 1000),
+    "variables nested 40 deep": _body("variables", "[" * 40 + "]" * 40),
+    "a 100,000-digit number in variables": _body("variables", "9" * 100_000),
+    "a 100,000-digit number in extensions": _body("extensions", "9" * 100_000),
+    "a 1e999 float in variables": _body("variables", "1e999"),
+    "NaN in variables": _body("variables", "NaN"),
+    "Infinity in variables": _body("variables", "-Infinity"),
+}
+
+
+@pytest.mark.parametrize("body", EXTREME_BODIES.values(), ids=EXTREME_BODIES.keys())
+async def test_extreme_json_bodies_are_a_400_never_a_500(
+    client: httpx.AsyncClient, alice: Account, body: str
+) -> None:
+    response = await client.post(
+        "/graphql",
+        content=body,
+        headers={**alice.headers, "Content-Type": "application/json"},
+    )
+    assert response.status_code == 400, response.text
+    assert_json_errors(response)
+
+
+@pytest.mark.parametrize("digits", [101, 5000, 50_000])
+async def test_a_huge_number_literal_is_a_request_error(
+    client: httpx.AsyncClient, alice: Account, digits: int
+) -> None:
+    query = f"{{ tasks(first: {'7' * digits}) {{ totalCount }} }}"
+    response = await client.post("/graphql", json={"query": query}, headers=alice.headers)
+    assert response.status_code == 200
+    [error] = response.json()["errors"]
+    assert error["extensions"] == {"code": "BAD_USER_INPUT"}
+    assert error["message"] == "Number literal too long"
+    # Long digit runs inside strings are only text.
+    title = "7" * 200
+    created = await client.post(
+        "/graphql",
+        json={"query": f'mutation {{ createTask(input: {{title: "{title}"}}) {{ title }} }}'},
+        headers=alice.headers,
+    )
+    assert created.json() == {"data": {"createTask": {"title": title}}}

@@ -409,3 +409,27 @@ async def test_every_message_is_a_text_frame_on_both_protocols(
             await tab.send({"id": "e", "type": start, "payload": {"query": "{ nope }"}})
             assert (await tab.receive())["type"] == "error"
             await tab.receive(skip_pings=False)  # a keep-alive (WS_KEEPALIVE_SECONDS=0.5)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        '{"id": "1", "type": "subscribe", "payload": {"query": "{ me { id } }",'
+        ' "variables": {"v": NaN}}}',
+        '{"id": "1", "type": "subscribe", "payload": {"query": "{ me { id } }",'
+        ' "variables": {"v": ' + "[" * 1000 + "]" * 1000 + "}}}",
+        '{"id": "1", "type": "subscribe", "payload": {"query": "{ me { id } }",'
+        ' "variables": {"v": ' + "9" * 100_000 + "}}}",
+    ],
+    ids=["NaN", "1,000 deep", "100,000 digits"],
+)
+async def test_extreme_json_messages_close_the_socket_as_invalid(
+    live: Live, client: httpx.AsyncClient, raw: str
+) -> None:
+    token, _ = await signup(client)
+    async with open_socket(live.base) as tab:
+        ack = await tab.init({"Authorization": f"Bearer {token}"})
+        assert ack["type"] == "connection_ack"
+        await tab.ws.send(raw)
+        closed = await tab.expect_close()
+    assert closed.code == 4400
