@@ -60,6 +60,8 @@ class Settings(BaseSettings):
     trusted_proxies: str = ""
 
     graphql_introspection: bool = True
+    # Fields an operation may select, pages multiplied (graphql_schema/cost.py).
+    graphql_max_cost: int = Field(default=5000, ge=1, le=10_000_000)
 
     # Live updates (README: Live updates; api/events.py). Caps are per instance.
     subscriptions_per_connection: int = Field(default=5, ge=1, le=100)

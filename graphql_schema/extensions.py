@@ -36,11 +36,13 @@ from strawberry.schema.schema import validate_document
 from strawberry.types import ExecutionContext, StreamExecutionResult
 
 from api.metrics import record_graphql_operation
+from graphql_schema.cost import operation_cost, paged_fields
 from graphql_schema.errors import DomainError, ErrorCode, RateLimited
 
 MAX_DEPTH = 10
 MAX_ALIASES = 15
 MAX_TOKENS = 2000
+DEFAULT_MAX_COST = 5000  # GRAPHQL_MAX_COST
 _CACHE_SIZE = 256
 
 INTERNAL_MESSAGE = "Internal server error"
@@ -166,10 +168,12 @@ class OperationGuard:
     `create_extensions_runner`.
     """
 
-    def __init__(self, *, introspection: bool) -> None:
+    def __init__(self, *, introspection: bool, max_cost: int = DEFAULT_MAX_COST) -> None:
         rules = _LIMIT_RULES if introspection else [*_LIMIT_RULES, *_NO_INTROSPECTION_RULES]
         # Suggestions would name the types and fields that introspection hides.
         self.hide_suggestions = not introspection
+        self.max_cost = max_cost
+        self._paged: dict[str, int] | None = None  # the schema's paged fields, when first needed
         self.validation_rules = tuple(rules)
         self.parse = functools.lru_cache(maxsize=_CACHE_SIZE)(parse)
         self._validate = functools.lru_cache(maxsize=_CACHE_SIZE)(self._validate_document)
@@ -183,11 +187,32 @@ class OperationGuard:
             too_long = _long_number_literals(document)
             if too_long:  # graphql-core's int() of such a literal would raise, unhandled
                 return [GraphQLError("Number literal too long", nodes=too_long[:1])]
+        schema = context.schema._schema
         if not isinstance(query, str):
-            return validate_document(context.schema._schema, document, context.validation_rules)
-        return self._validate(  # type: ignore[no-any-return]
-            context.schema._schema, _DocumentKey(query, document), context.validation_rules
-        )
+            errors = validate_document(schema, document, context.validation_rules)
+        else:
+            errors = self._validate(schema, _DocumentKey(query, document), context.validation_rules)
+        if errors:
+            return errors  # type: ignore[no-any-return]
+        return self._check_cost(schema, context, document)
+
+    def _check_cost(
+        self, schema: GraphQLSchema, context: ExecutionContext, document: DocumentNode
+    ) -> list[GraphQLError]:
+        """The cost limit, once the document is valid: it depends on the variables (page sizes
+        may come from them), so it is computed for each operation, never cached."""
+        if self._paged is None:
+            self._paged = paged_fields(schema)
+        variables = context.variables if isinstance(context.variables, dict) else None
+        cost = operation_cost(document, context.operation_name, variables, self._paged)
+        if cost <= self.max_cost:
+            return []
+        return [
+            GraphQLError(
+                f"Query cost {cost} exceeds the limit of {self.max_cost}: request smaller pages "
+                "(first) or fewer nested fields"
+            )
+        ]
 
     @staticmethod
     def _validate_document(

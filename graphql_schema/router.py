@@ -318,7 +318,7 @@ def build_graphql_router(settings: Settings) -> GraphQLHTTPRouter:
     """The /graphql endpoint; mount it with `app.include_router(router, prefix="/graphql")`."""
     introspection = settings.graphql_introspection
     router = GraphQLHTTPRouter(
-        build_schema(introspection=introspection),
+        build_schema(introspection=introspection, max_cost=settings.graphql_max_cost),
         context_getter=get_context,
         # Without introspection GraphiQL could not load the schema; hide it as well.
         graphql_ide="graphiql" if introspection else None,

@@ -24,7 +24,12 @@ from graphql_schema import operations
 from graphql_schema.context import GraphQLInfo
 from graphql_schema.errors import NotFound, Unauthenticated
 from graphql_schema.execution import Executor
-from graphql_schema.extensions import GuardedRunner, OperationGuard, is_unexpected
+from graphql_schema.extensions import (
+    DEFAULT_MAX_COST,
+    GuardedRunner,
+    OperationGuard,
+    is_unexpected,
+)
 from graphql_schema.pagination import DEFAULT_PAGE_SIZE
 from graphql_schema.types import (
     AfterArgument,
@@ -193,12 +198,12 @@ class TodoSchema(strawberry.Schema):
                 log.debug("GraphQL error: %s", error.message)
 
 
-def build_schema(*, introspection: bool = True) -> TodoSchema:
+def build_schema(*, introspection: bool = True, max_cost: int = DEFAULT_MAX_COST) -> TodoSchema:
     return TodoSchema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
-        guard=OperationGuard(introspection=introspection),
+        guard=OperationGuard(introspection=introspection, max_cost=max_cost),
         execution_context_class=Executor,
         config=StrawberryConfig(
             scalar_map={datetime: DateTimeScalar},
