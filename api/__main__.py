@@ -43,6 +43,7 @@ def _serve() -> int:
 
     from api.logging import logging_config
     from api.metrics import prepare_multiprocess_dir
+    from graphql_schema.router import MAX_BODY_BYTES
 
     if settings.metrics_enabled:
         prepare_multiprocess_dir()
@@ -59,6 +60,8 @@ def _serve() -> int:
         proxy_headers=False,
         server_header=False,
         timeout_graceful_shutdown=20,
+        # A WebSocket message may be as large as an HTTP body, no larger (uvicorn: 16 MiB).
+        ws_max_size=MAX_BODY_BYTES,
     )
     return 0
 

@@ -7,8 +7,8 @@ code INTERNAL. The schema's `process_errors` logs the unexpected ones with their
 the runner replaces them (see strawberry's MaskErrors for the pattern).
 
 Limits: at most MAX_TOKENS tokens (refused while parsing), MAX_DEPTH levels and MAX_ALIASES
-aliases (validation rules), no introspection when it is off. Parsing and validation are
-cached per query text.
+aliases (validation rules), no introspection when it is off, the cost limit (cost.py).
+Parsing and validation are cached per query text within a memory budget (document_cache.py).
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from collections.abc import Callable
 from typing import Any
 
 from graphql import (
-    ASTValidationRule,
     DocumentNode,
     GraphQLError,
     GraphQLSchema,
@@ -37,13 +36,13 @@ from strawberry.types import ExecutionContext, StreamExecutionResult
 
 from api.metrics import record_graphql_operation
 from graphql_schema.cost import operation_cost, paged_fields
+from graphql_schema.document_cache import DocumentCache
 from graphql_schema.errors import DomainError, ErrorCode, RateLimited
 
 MAX_DEPTH = 10
 MAX_ALIASES = 15
 MAX_TOKENS = 2000
 DEFAULT_MAX_COST = 5000  # GRAPHQL_MAX_COST
-_CACHE_SIZE = 256
 
 INTERNAL_MESSAGE = "Internal server error"
 # graphql-core's suggestions (pyutils.did_you_mean: " Did you mean 'a' or 'b'?", names only,
@@ -141,23 +140,6 @@ class _Phase:
 _NO_HOOK = _Phase()
 
 
-class _DocumentKey:
-    """A parsed document as a cache key: hashed by its query text (whose hash Python keeps),
-    equal only to itself. Hashing the document would walk the whole tree on every request."""
-
-    __slots__ = ("_hash", "document")
-
-    def __init__(self, query: str, document: DocumentNode) -> None:
-        self._hash = hash(query)
-        self.document = document
-
-    def __hash__(self) -> int:
-        return self._hash
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, _DocumentKey) and other.document is self.document
-
-
 class OperationGuard:
     """The limits, caches and error presentation every operation gets, built once per schema.
 
@@ -175,8 +157,7 @@ class OperationGuard:
         self.max_cost = max_cost
         self._paged: dict[str, int] | None = None  # the schema's paged fields, when first needed
         self.validation_rules = tuple(rules)
-        self.parse = functools.lru_cache(maxsize=_CACHE_SIZE)(parse)
-        self._validate = functools.lru_cache(maxsize=_CACHE_SIZE)(self._validate_document)
+        self.documents = DocumentCache()
 
     def runner(self, execution_context: ExecutionContext) -> GuardedRunner:
         return GuardedRunner(execution_context, self)
@@ -188,10 +169,15 @@ class OperationGuard:
             if too_long:  # graphql-core's int() of such a literal would raise, unhandled
                 return [GraphQLError("Number literal too long", nodes=too_long[:1])]
         schema = context.schema._schema
+        rules = context.validation_rules
+
+        def run() -> list[GraphQLError]:
+            return validate_document(schema, document, rules)
+
         if not isinstance(query, str):
-            errors = validate_document(schema, document, context.validation_rules)
+            errors = run()
         else:
-            errors = self._validate(schema, _DocumentKey(query, document), context.validation_rules)
+            errors = self.documents.validate(query, document, rules, run)
         if errors:
             return errors  # type: ignore[no-any-return]
         return self._check_cost(schema, context, document)
@@ -214,11 +200,8 @@ class OperationGuard:
             )
         ]
 
-    @staticmethod
-    def _validate_document(
-        schema: GraphQLSchema, key: _DocumentKey, rules: tuple[type[ASTValidationRule], ...]
-    ) -> list[GraphQLError]:
-        return validate_document(schema, key.document, rules)
+    def parse(self, query: str, **options: Any) -> DocumentNode:
+        return self.documents.parse(query, functools.partial(parse, **options))
 
 
 class GuardedRunner(SchemaExtensionsRunner):

@@ -141,7 +141,11 @@ def _bounded_float(text: str) -> float:
 def decode_strict_json(data: str | bytes) -> object:
     """`json.loads`, refusing what is not JSON or would cost more than any real request:
     NaN/Infinity, text that is not UTF-8 (or UTF-16/32, which `json.loads` also detects),
-    numbers over 100 characters, nesting deeper than MAX_JSON_DEPTH."""
+    numbers over 100 characters, nesting deeper than MAX_JSON_DEPTH, and more than
+    MAX_BODY_BYTES: HTTP bodies are cut off while they stream, a WebSocket message arrives
+    whole (uvicorn stops one over the same size itself: `todo-api serve` sets ws_max_size)."""
+    if len(data) > MAX_BODY_BYTES:
+        raise json.JSONDecodeError("message too large", "", 0)
     try:
         value = json.loads(
             data,
