@@ -433,3 +433,27 @@ async def test_extreme_json_messages_close_the_socket_as_invalid(
         await tab.ws.send(raw)
         closed = await tab.expect_close()
     assert closed.code == 4400
+
+
+async def test_many_aliased_nested_pages_over_the_socket_match_http(
+    live: Live, client: httpx.AsyncClient
+) -> None:
+    """15 aliased pages, each with its tasks' owners' pages: over the socket every batch held
+    the caller once per alias (a UNION ALL branch each; on SQLite past its 500-term limit,
+    answered UNAVAILABLE), now once."""
+    token, _ = await signup(client)
+    for n in range(6):
+        created = await rest(client, "POST", "/api/tasks", token, {"title": f"task {n}"})
+        assert created.status_code == 201
+    pages = " ".join(
+        f"a{i}: tasks(first: {1 + i % 3}) {{ edges {{ node {{ title"
+        " owner { tasks(first: 5) { totalCount edges { node { title } } } } } } }"
+        for i in range(15)
+    )
+    query = "{ " + pages + " }"
+    over_http = await graphql(client, token, query)
+    assert over_http["a0"]["edges"][0]["node"]["owner"]["tasks"]["totalCount"] == 6
+    async with subscribed(live.base, token, subscriptions=0) as (tab, _):
+        op_id = await tab.subscribe(query)
+        message = await tab.receive(wait=10)
+        assert message == {"id": op_id, "type": "next", "payload": {"data": over_http}}
