@@ -87,8 +87,9 @@ async def test_one_failing_alias_leaves_the_others(
 
 
 def _nested(depth: int) -> str:
-    """A selection `depth` levels deep: tasks > edges > node > owner > tasks > ..."""
-    chain = ["tasks", "edges", "node", "owner"]
+    """A selection `depth` levels deep: tasks > edges > node > owner > tasks > ... (pages of
+    2, so that depth, not the cost limit, is what refuses it)."""
+    chain = ["tasks(first: 2)", "edges", "node", "owner"]
     fields = [chain[i % 4] for i in range(depth)]
     leaf = "email" if fields[-1] == "owner" else "__typename"
     query = leaf
