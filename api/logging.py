@@ -11,15 +11,21 @@
   request's line, which is logged at ERROR for every 5xx.
 - `logging_config(settings)` is a `dictConfig` for `python -m api`. Handed to uvicorn, it is
   applied in every worker process too; uvicorn's own access log is replaced by ours.
+- No line, at any level, holds a password, a token or a part of one, a header's value, a body
+  or a GraphQL variable's value. Our own records are written that way; what other code logs is
+  made so here (see "request data in records" below): WebSocket frames and handshakes, the
+  query string in uvicorn's WebSocket lines, and exception messages that quote input.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import logging.config
 import os
 import re
 import time
+import traceback
 from contextvars import ContextVar, Token
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -147,6 +153,9 @@ class JsonFormatter(logging.Formatter):
             entry["stack_info"] = self.formatStack(record.stack_info)
         return orjson.dumps(entry, default=str).decode()
 
+    def formatException(self, ei: Any) -> str:
+        return format_exception(ei[1])
+
 
 class TextFormatter(logging.Formatter):
     """`2026-01-09 14:30:00,123 INFO todo.access [<request id>] GET /api/tasks 200 3.1ms`."""
@@ -160,6 +169,230 @@ class TextFormatter(logging.Formatter):
         record.message = _escape_control(record.message)
         return super().formatMessage(record)
 
+    def formatException(self, ei: Any) -> str:
+        return format_exception(ei[1])
+
+
+# --- request data in records --------------------------------------------------------------
+#
+# What we log ourselves never holds request data. Two kinds of records from other code could:
+#
+# - What uvicorn and the `websockets` library log about WebSocket connections: at DEBUG every
+#   frame (`connection_init` holds the token, `subscribe` the variables), the request line
+#   (with its query string) and the headers; at INFO the path with its query string.
+#   `RequestDataFilter` (on the handler) rewrites those records down to what holds no data.
+# - Exception messages in stack traces and in what graphql_schema logs about GraphQL errors:
+#   graphql-core quotes the value it refused, PostgreSQL's DETAIL quotes the row, asyncpg the
+#   argument it could not encode, pydantic the input. `format_exception` (both formatters)
+#   and `loggable_error_message` leave those parts out. Other messages are kept whole: they
+#   are what a stack trace is read for.
+
+_VALUE_FOLLOWS = re.compile(r": |; | got invalid value")
+_MAX_ERROR_MESSAGE = 500
+
+
+def loggable_error_message(message: str) -> str:
+    """A GraphQL error's message without the part that can quote the request.
+
+    graphql-core puts the value it refused after a colon ("Variable '$p' has invalid value:
+    String cannot represent a non string value: [...]", "Syntax Error: Unexpected Name '...'",
+    "... found: {...}."); before it come only names of types, fields, arguments and variables.
+    The service's own (domain) error messages hold no colon and stay whole.
+    """
+    found = _VALUE_FOLLOWS.search(message)
+    if found is not None:
+        message = message[: found.start()]
+    if len(message) > _MAX_ERROR_MESSAGE:
+        message = message[:_MAX_ERROR_MESSAGE] + "..."
+    return message
+
+
+_PYDANTIC_INPUT = re.compile(r"input_value=.*?, input_type=")
+_SQL_PARAMETERS = re.compile(r"^\[parameters: .*$", re.MULTILINE)
+_SERVER_ERROR_NAMES = ("schema_name", "table_name", "column_name", "constraint_name")
+_QUOTING_SQLSTATE_CLASSES = ("22", "P0")  # data exceptions, PL/pgSQL's RAISE
+
+
+def _exception_text(exc: BaseException) -> str:
+    try:
+        return str(exc)
+    except Exception:
+        return f"<{type(exc).__name__}: str() failed>"
+
+
+def loggable_exception_message(exc: BaseException, _depth: int = 0) -> str:
+    """`str(exc)`, without what can quote the input (see the comment above)."""
+    module = type(exc).__module__
+    if module.startswith("asyncpg"):
+        sqlstate = getattr(exc, "sqlstate", None)
+        if isinstance(sqlstate, str):  # from the server
+            # Its DETAIL quotes the row ("Failing row contains (...)", "Key (email)=(...)"),
+            # and so does the message itself of a data exception ('invalid input syntax for
+            # type uuid: "..."') or of a PL/pgSQL RAISE; other messages name things only.
+            names = [
+                f"{name.removesuffix('_name')} {value}"
+                for name in _SERVER_ERROR_NAMES
+                if (value := getattr(exc, name, None))
+            ]
+            about = ", ".join([f"SQLSTATE {sqlstate}", *names])
+            if sqlstate.startswith(_QUOTING_SQLSTATE_CLASSES):
+                return f"message not logged ({about})"
+            return f"{getattr(exc, 'message', None) or ''} ({about})".lstrip()
+        if isinstance(exc, ValueError):  # asyncpg.DataError quotes the argument it refused
+            return loggable_error_message(_exception_text(exc))
+    elif module.startswith("graphql"):
+        # `str()` of a GraphQLError adds the lines of the document around the error.
+        return loggable_error_message(str(getattr(exc, "message", "")))
+    text = _exception_text(exc)
+    if module.startswith("pydantic"):
+        return _PYDANTIC_INPUT.sub("input_type=", text)
+    if module.startswith("sqlalchemy"):
+        text = _SQL_PARAMETERS.sub("[parameters not logged]", text)
+    if _depth < 10:
+        # A wrapper that repeats the message of what it wraps (SQLAlchemy's errors, our
+        # ConstraintViolation) repeats it in its loggable form.
+        for inner in (getattr(exc, "orig", None), exc.__cause__, exc.__context__):
+            if isinstance(inner, BaseException) and inner is not exc:
+                inner_text = _exception_text(inner)
+                if inner_text and inner_text in text:
+                    loggable = loggable_exception_message(inner, _depth + 1)
+                    if loggable != inner_text:
+                        return text.replace(inner_text, loggable)
+    return text
+
+
+_CAUSE = "\nThe above exception was the direct cause of the following exception:\n\n"
+_CONTEXT = "\nDuring handling of the above exception, another exception occurred:\n\n"
+
+
+def _type_name(exc: BaseException) -> str:
+    kind = type(exc)
+    if kind.__module__ in ("builtins", "__main__"):
+        return kind.__qualname__
+    return f"{kind.__module__}.{kind.__qualname__}"
+
+
+def format_exception(exc: BaseException | None) -> str:
+    """What `traceback.format_exception` writes (the chain of causes and contexts, each with
+    its frames: file, line, function, source line), with `loggable_exception_message` as each
+    exception's message."""
+    if exc is None:
+        return "NoneType: None"
+    chain: list[tuple[BaseException, str]] = []  # the logged exception first
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    link = ""
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        chain.append((current, link))
+        if current.__cause__ is not None:
+            current, link = current.__cause__, _CAUSE
+        elif current.__context__ is not None and not current.__suppress_context__:
+            current, link = current.__context__, _CONTEXT
+        else:
+            current = None
+    parts: list[str] = []
+    for position in range(len(chain) - 1, -1, -1):  # the oldest first, as Python prints
+        item, link = chain[position]
+        if item.__traceback__ is not None:
+            parts.append("Traceback (most recent call last):\n")
+            parts.extend(traceback.format_tb(item.__traceback__))
+        message = loggable_exception_message(item)
+        parts.append(f"{_type_name(item)}: {message}\n" if message else f"{_type_name(item)}\n")
+        if isinstance(item, BaseExceptionGroup):
+            for number, inner in enumerate(item.exceptions, 1):
+                nested = format_exception(inner).replace("\n", "\n  | ")
+                parts.append(f"  +---------------- {number} ----------------\n  | {nested}\n")
+        if position:
+            parts.append(link)
+    return "".join(parts).rstrip("\n")
+
+
+def _package_directory(name: str) -> str | None:
+    spec = importlib.util.find_spec(name)
+    if spec is None or spec.origin is None:
+        return None
+    return os.path.dirname(spec.origin) + os.sep
+
+
+_WEBSOCKETS_DIRECTORY = _package_directory("websockets")
+# websockets' DEBUG lines that hold no data, as they are.
+_WEBSOCKETS_PLAIN = frozenset(
+    ["= connection is %s", "< EOF", "> EOF", "> HTTP/1.1 %d %s", "> [body] (%d bytes)"]
+)
+# Request headers whose values are logged (the others' values could be credentials).
+_PLAIN_HEADERS = frozenset(
+    [
+        "host",
+        "origin",
+        "user-agent",
+        "upgrade",
+        "connection",
+        "sec-websocket-version",
+        "sec-websocket-extensions",
+    ]
+)
+_NOT_LOGGED = "[not logged]"
+
+
+def _without_query(path: object) -> str:
+    return str(path).partition("?")[0]
+
+
+def _frame_summary(frame: Any) -> str:
+    data = bytes(frame.data)
+    kind = frame.opcode.name
+    if kind == "CLOSE" and len(data) >= 2:  # the code, not the peer's reason
+        kind = f"CLOSE {int.from_bytes(data[:2], 'big')}"
+    return f"{kind} [{len(data)} bytes]"
+
+
+def _loggable_websockets_record(record: logging.LogRecord) -> bool:
+    """websockets logs with the logger uvicorn gives it; see the comment above."""
+    if record.levelno > logging.DEBUG:
+        # "connection open", "connection rejected (%d %s)"; errors keep their (loggable) stack.
+        return True
+    msg, args = record.msg, record.args if isinstance(record.args, tuple) else ()
+    if record.exc_info:  # "! invalid handshake": the exception quotes the header it refused
+        exc = record.exc_info[1]
+        record.msg = f"{msg} ({type(exc).__name__})" if exc is not None else msg
+        record.exc_info = None
+        record.exc_text = None
+        return True
+    if msg in _WEBSOCKETS_PLAIN:  # states and our response
+        return True
+    if msg in ("< %s", "> %s") and len(args) == 1 and hasattr(args[0], "opcode"):
+        record.args = (_frame_summary(args[0]),)  # a frame: its kind and size only
+        return True
+    if msg == "< %s %s %s" and len(args) == 3:  # the request line
+        record.args = (args[0], _without_query(args[1]), args[2])
+        return True
+    if msg == "< %s: %s" and len(args) == 2:  # a request header
+        if str(args[0]).lower() not in _PLAIN_HEADERS:
+            record.args = (args[0], _NOT_LOGGED)
+        return True
+    if msg == "> %s: %s":  # a response header: ours
+        return True
+    return False  # anything else websockets may log at DEBUG one day
+
+
+class RequestDataFilter(logging.Filter):
+    """Rewrites uvicorn's and websockets' records about WebSocket connections so that they
+    hold no request data (see the comment above); every other record passes untouched."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if _WEBSOCKETS_DIRECTORY is not None and record.pathname.startswith(_WEBSOCKETS_DIRECTORY):
+            return _loggable_websockets_record(record)
+        if (
+            record.name == "uvicorn.error"
+            and isinstance(record.msg, str)
+            and '"WebSocket %s"' in record.msg  # '%s - "WebSocket %s" [accepted]' and others
+            and isinstance(record.args, tuple)
+            and len(record.args) >= 2
+        ):
+            record.args = (record.args[0], _without_query(record.args[1]), *record.args[2:])
+        return True
+
 
 def logging_config(settings: Settings, *, migrations_verbose: bool = False) -> dict[str, Any]:
     """The `dictConfig` of the service: one stderr handler, JSON or text (LOG_FORMAT)."""
@@ -168,14 +401,17 @@ def logging_config(settings: Settings, *, migrations_verbose: bool = False) -> d
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "filters": {"request": {"()": "api.logging.RequestContextFilter"}},
+        "filters": {
+            "request": {"()": "api.logging.RequestContextFilter"},
+            "request_data": {"()": "api.logging.RequestDataFilter"},
+        },
         "formatters": {"main": {"()": f"api.logging.{formatter}"}},
         "handlers": {
             "stderr": {
                 "class": "logging.StreamHandler",
                 "stream": "ext://sys.stderr",
                 "formatter": "main",
-                "filters": ["request"],
+                "filters": ["request", "request_data"],
             }
         },
         "loggers": {
@@ -189,6 +425,9 @@ def logging_config(settings: Settings, *, migrations_verbose: bool = False) -> d
             # password hashes, task titles).
             "sqlalchemy": {"level": "WARNING"},
             "aiosqlite": {"level": "WARNING"},
+            # Strawberry's default `process_errors` logs every GraphQL error's message (which
+            # quotes variables' values) there; the schema's own logs them on `todo.graphql`.
+            "strawberry.execution": {"level": "CRITICAL"},
         },
         "root": {"handlers": ["stderr"], "level": level},
     }

@@ -20,6 +20,7 @@ from strawberry.types import ExecutionContext, ExecutionResult
 from strawberry.types.graphql import OperationType
 from strawberry.types.unset import UNSET
 
+from api.logging import loggable_error_message
 from graphql_schema import operations
 from graphql_schema.context import GraphQLInfo
 from graphql_schema.errors import NotFound, Unauthenticated
@@ -186,7 +187,11 @@ class TodoSchema(strawberry.Schema):
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:
-        """Log what will be masked, with its stack; known errors are the client's business."""
+        """Log what will be masked, with its stack; known errors are the client's business.
+
+        Neither line quotes the request: a request error's message is cut before the value
+        it refused (`loggable_error_message`), and the stack's messages are written by
+        api.logging's formatters, which leave such values out too."""
         for error in errors:
             if is_unexpected(error):
                 log.error(
@@ -194,8 +199,8 @@ class TodoSchema(strawberry.Schema):
                     ".".join(str(p) for p in error.path or ()) or "(operation)",
                     exc_info=error.original_error or error,
                 )
-            else:
-                log.debug("GraphQL error: %s", error.message)
+            elif log.isEnabledFor(logging.DEBUG):
+                log.debug("GraphQL error: %s", loggable_error_message(error.message))
 
 
 def build_schema(*, introspection: bool = True, max_cost: int = DEFAULT_MAX_COST) -> TodoSchema:
