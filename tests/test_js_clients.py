@@ -30,6 +30,9 @@ from tests.live import service, service_log
 from tests.node import node, run_node
 
 README = Path(__file__).resolve().parent.parent / "README.md"
+# Long enough that a loaded machine still connects, and subscribes, before the token expires
+# (an expired token at connection_init is refused, not expired).
+EXPIRING_SECONDS = 8
 
 
 @dataclass
@@ -155,7 +158,7 @@ def test_graphql_ws_reconnects_with_a_fresh_token_after_expiry_and_resubscribes(
         {
             "ws": instances.ws,
             "http": instances.writes,
-            "expiring": _expiring_token(user_id, 3),
+            "expiring": _expiring_token(user_id, EXPIRING_SECONDS),
             "fresh": fresh,
         },
     )
@@ -317,7 +320,11 @@ def test_the_readme_example_works_as_written(
     )
     (tmp_path / "node_modules").symlink_to(js_clients / "node_modules")
     _, fresh, user_id = _signup(instances.bases[0])
-    config = {"http": instances.writes[0], "expiring": _expiring_token(user_id, 3), "fresh": fresh}
+    config = {
+        "http": instances.writes[0],
+        "expiring": _expiring_token(user_id, EXPIRING_SECONDS),
+        "fresh": fresh,
+    }
     # Node 20's WebSocket (the browser's API) is behind a flag; the example uses the global one.
     result = node(["--experimental-websocket", str(script)], config, cwd=tmp_path)
     assert result["tokensGiven"] == 2

@@ -109,8 +109,10 @@ const scenarios = {
     const seen = collect(c.client);
     const markers = new Set();
     await untilLive(http[0], fresh, seen.events, markers, seen.errors);
-    await waitFor("the expiry close", () => c.closes.length >= 1, 20000);
-    await waitFor("the reconnect", () => c.connects() >= 2, 20000);
+    const seenSoFar = () =>
+      JSON.stringify({ closes: c.closes, connects: c.connects(), calls, errors: seen.errors });
+    await waitFor("the expiry close", () => c.closes.length >= 1, 20000, seenSoFar);
+    await waitFor("the reconnect", () => c.connects() >= 2, 20000, seenSoFar);
     await untilLive(http[0], fresh, seen.events, new Set(), seen.errors); // live again
     const after = await rest(http[0], "POST", "/api/tasks", fresh, { title: "after reconnect" });
     await waitFor("the event after the reconnect", () =>

@@ -12,11 +12,11 @@ export function finish(result) {
   process.stdout.write(JSON.stringify(result) + "\n", () => process.exit(0));
 }
 
-/** Every wait is bounded: a missing event fails in seconds, with what was seen. */
-export async function waitFor(what, predicate, timeoutMs = 15000) {
+/** Every wait is bounded: a missing event fails in seconds, saying what was seen. */
+export async function waitFor(what, predicate, timeoutMs = 15000, seen = () => "") {
   const deadline = Date.now() + timeoutMs;
   while (!predicate()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what} ${seen()}`);
     await sleep(20);
   }
 }
