@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope
 
+from api.html_pages import swagger_ui
 from api.metrics import install_metrics
 from api.middleware import ServiceMiddleware
 from api.services import Services
@@ -91,7 +92,9 @@ def create_app(settings: Settings | None = None) -> ServiceApp:
         version="0.1.0",
         description="A multi-user todo service: REST facade under /api, GraphQL at /graphql.",
         lifespan=lifespan,
-        docs_url="/docs",
+        # /docs is the service's own Swagger UI page (api/html_pages.py: pinned assets, a
+        # Content-Security-Policy); FastAPI's loads an unpinned build. No ReDoc.
+        docs_url=None,
         redoc_url=None,
         openapi_url="/openapi.json",
         redirect_slashes=False,
@@ -99,6 +102,7 @@ def create_app(settings: Settings | None = None) -> ServiceApp:
     app.state.services = services
     install_error_handlers(app)
     app.include_router(rest_router)
+    app.add_api_route("/docs", swagger_ui, methods=["GET"], include_in_schema=False)
     graphql = build_graphql_router(settings)
     app.include_router(graphql, prefix="/graphql")
 

@@ -10,6 +10,8 @@ editor) for browsers, 400 for malformed requests. What this adds:
 - A rejected request gets a JSON body `{"errors": [{"message": ...}]}` instead of plain text;
   a mutation over GET is 405 with `Allow: POST`; other methods are 405 too.
 - Bodies over 1 MiB are refused (413) while they stream, as the REST facade does.
+- GraphiQL is the service's own page (graphql_schema/graphiql.py): pinned assets, a
+  Content-Security-Policy, and the token stored in the browser only when the user asks.
 - Subscriptions run over WebSocket on the same path (graphql_schema/websocket.py): the token
   comes with `connection_init`, pages on FRONTEND_URL's origins may connect, idle sockets
   get keep-alives. Over HTTP a subscription is refused (400).
@@ -41,6 +43,7 @@ from api.settings import Settings
 from graphql_schema.context import GraphQLContext, get_context
 from graphql_schema.errors import ErrorCode
 from graphql_schema.extensions import is_presented, present
+from graphql_schema.graphiql import graphiql_response
 from graphql_schema.schema import build_schema
 from graphql_schema.websocket import (
     LegacyWSHandler,
@@ -265,6 +268,10 @@ class GraphQLHTTPRouter(GraphQLRouter[GraphQLContext, None]):
         if encoded.isascii() and b"\x7f" not in encoded:
             return encoded
         return super().encode_json(data)
+
+    async def render_graphql_ide(self, request: Request) -> HTMLResponse:
+        """The service's GraphiQL page (graphql_schema/graphiql.py), not Strawberry's."""
+        return graphiql_response(request)
 
     async def on_ws_connect(self, context: GraphQLContext) -> UnsetType:
         return await authenticate_connection(context)

@@ -1,18 +1,15 @@
 """GraphiQL in headless Chromium: sign up, set the token header, see your tasks.
 
-GraphiQL's page loads React and GraphiQL from unpkg.com, which this network cannot reach. The
-test installs those exact package versions from the npm registry and answers the browser's
-requests for unpkg URLs from them (see specs/decisions.md, "GraphiQL assets"); the browser
-still checks each file against the page's Subresource Integrity hash.
+GraphiQL's page (graphql_schema/graphiql.html) loads React and GraphiQL from unpkg.com, which
+this network cannot reach. The test packs exactly the package versions the page names from the
+npm registry and answers the browser's requests for unpkg URLs from them (tests/browser/cdn.py,
+specs/decisions.md 14); the browser still checks each file against the page's Subresource
+Integrity hash, and the page's Content-Security-Policy is in force: no test may see a violation.
 """
 
 from __future__ import annotations
 
 import json
-import mimetypes
-import re
-import shutil
-import subprocess
 import uuid
 from pathlib import Path
 
@@ -20,60 +17,59 @@ import httpx
 import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
+from tests.browser.cdn import (
+    WATCH_CSP,
+    csp_violations,
+    fetch_packages,
+    packages_named,
+    serve_from,
+    served_pages,
+)
 from tests.browser.support import ARTIFACTS, chromium, require_browser
 from tests.conftest import TEST_SECRET
 from tests.live import service
 
-UNPKG = re.compile(r"^https://unpkg\.com/((?:@[^/@]+/)?[^/@]+)@([^/]+)/(.+)$")
-STRAWBERRY_GRAPHIQL = Path(__import__("strawberry").__file__).parent / "static" / "graphiql.html"
-
 
 @pytest.fixture(scope="session")
 def graphiql_assets(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """node_modules with exactly the packages (and versions) GraphiQL's page asks unpkg for."""
+    """The files of exactly the packages (and versions) the service's GraphiQL page names."""
     require_browser()
-    npm = shutil.which("npm")
-    if npm is None:
-        pytest.skip("npm is needed to fetch GraphiQL's assets")
-    wanted = sorted(
-        {
-            f"{m.group(1)}@{m.group(2)}"
-            for m in map(
-                UNPKG.match,
-                re.findall(r"https://unpkg\.com/[^\"'\s]+", STRAWBERRY_GRAPHIQL.read_text()),
-            )
-            if m
-        }
-    )
+    wanted = packages_named([served_pages()["/graphql"]])
     assert wanted, "GraphiQL's page names no unpkg assets any more"
-    directory = tmp_path_factory.mktemp("graphiql-assets")
-    (directory / "package.json").write_text('{"private": true}')
-    subprocess.run(
-        [npm, "install", "--no-audit", "--no-fund", "--silent", *wanted],
-        cwd=directory,
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
-    return directory / "node_modules"
+    return fetch_packages(wanted, tmp_path_factory.mktemp("graphiql-assets"))
 
 
-def _serve_from(node_modules: Path):  # type: ignore[no-untyped-def]
-    def handle(route) -> None:  # type: ignore[no-untyped-def]
-        match = UNPKG.match(route.request.url)
-        path = node_modules / match.group(1) / match.group(3) if match else None
-        if path is None or not path.is_file():
-            route.fulfill(status=404, body="not installed")
-            return
-        content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-        route.fulfill(
-            status=200,
-            body=path.read_bytes(),
-            content_type=content_type,
-            headers={"Access-Control-Allow-Origin": "*"},
-        )
+def _open_graphiql(browser, base: str, assets: Path, errors: list[str]):  # type: ignore[no-untyped-def]
+    """A new page on GraphiQL; CSP violations are kept on the page, console errors in
+    `errors`."""
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    context.route("https://unpkg.com/**", serve_from(assets))
+    context.add_init_script(WATCH_CSP)
+    page = context.new_page()
+    page.on("console", lambda message: _keep_error(message, errors))
+    _load(page, f"{base}/graphql")
+    return page
 
-    return handle
+
+# GraphiQL's settings dialog says so on every page whose body hides its overflow, as
+# Strawberry's page does; it is not an error here (graphql_schema/graphiql.py).
+_SCROLL_LOCK_NOTICE = "react-remove-scroll-bar: cannot calculate scrollbar size"
+
+
+def _keep_error(message, errors: list[str]) -> None:  # type: ignore[no-untyped-def]
+    """Console errors (CSP violations and integrity failures among them), on every page
+    the tab shows."""
+    if message.type == "error" and not message.text.startswith(_SCROLL_LOCK_NOTICE):
+        errors.append(message.text)
+
+
+def _load(page, url: str) -> None:  # type: ignore[no-untyped-def]
+    page.goto(url)
+    page.wait_for_selector(".graphiql-query-editor .CodeMirror", timeout=20000)
+
+
+def _local_storage(page) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    return dict(page.evaluate("() => Object.entries(localStorage)"))
 
 
 def _set_editor(page, selector: str, text: str) -> None:  # type: ignore[no-untyped-def]
@@ -99,14 +95,12 @@ def _run_and_read(page, query: str) -> dict:  # type: ignore[no-untyped-def]
 
 
 def test_graphiql_signup_token_header_and_tasks(tmp_path: Path, graphiql_assets: Path) -> None:
+    """...and the token is in no localStorage key afterwards, though the history is."""
+    errors: list[str] = []
+    failed: list[str] = []
     with service(tmp_path) as (base, _proc), chromium() as browser:
-        context = browser.new_context(viewport={"width": 1400, "height": 900})
-        context.route("https://unpkg.com/**", _serve_from(graphiql_assets))
-        page = context.new_page()
-        failed: list[str] = []
+        page = _open_graphiql(browser, base, graphiql_assets, errors)
         page.on("requestfailed", lambda request: failed.append(request.url))
-        page.goto(f"{base}/graphql")
-        page.wait_for_selector(".graphiql-query-editor .CodeMirror", timeout=20000)
 
         signup = _run_and_read(
             page,
@@ -135,11 +129,20 @@ def test_graphiql_signup_token_header_and_tasks(tmp_path: Path, graphiql_assets:
         )
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "graphiql-tasks.png"))
+        stored = _local_storage(page)
+        violations = csp_violations(page)
     nodes = [edge["node"] for edge in listed["data"]["tasks"]["edges"]]
     assert listed["data"]["tasks"]["totalCount"] == 1
     assert [n["title"] for n in nodes] == ["Seen in GraphiQL"]
     assert nodes[0]["id"] == created["data"]["createTask"]["id"]
     assert not failed, failed
+    assert violations == []
+    assert errors == []
+    # GraphiQL keeps its tabs and history, without the headers: nothing holds the token.
+    history = json.loads(stored["graphiql:queries"])["queries"]
+    assert [item["operationName"] for item in history] == ["SignUp", "Add", "MyTasks"]
+    assert [item["headers"] for item in history] == [None, None, None]
+    assert [key for key, value in stored.items() if token in key or token in value] == []
 
 
 def _result_text(page) -> str:  # type: ignore[no-untyped-def]
@@ -166,13 +169,10 @@ def test_graphiql_subscription_shows_each_event_from_a_rest_write(
         )
         token = signup.json()["token"]
         auth = {"Authorization": f"Bearer {token}"}
-        context = browser.new_context(viewport={"width": 1400, "height": 900})
-        context.route("https://unpkg.com/**", _serve_from(graphiql_assets))
-        page = context.new_page()
+        errors: list[str] = []
+        page = _open_graphiql(browser, base, graphiql_assets, errors)
         sockets: list[str] = []
-        page.on("websocket", lambda ws: sockets.append(ws.url))
-        page.goto(f"{base}/graphql")
-        page.wait_for_selector(".graphiql-query-editor .CodeMirror", timeout=20000)
+        page.on("websocket", lambda ws: sockets.append(ws.url))  # opened by the first run
         page.get_by_role("button", name="Headers").click()
         _set_editor(
             page,
@@ -229,6 +229,9 @@ def test_graphiql_subscription_shows_each_event_from_a_rest_write(
         database = database_url.split(":", 1)[0]
         page.screenshot(path=str(ARTIFACTS / f"graphiql-subscription-{database}.png"))
         pane = json.loads(_result_text(page))
+        violations = csp_violations(page)
+    assert violations == []
+    assert errors == []
     assert pane == {
         "data": {
             "taskEvents": {
@@ -239,3 +242,114 @@ def test_graphiql_subscription_shows_each_event_from_a_rest_write(
         }
     }
     assert sockets == [base.replace("http://", "ws://", 1) + "/graphql"]
+
+
+def _headers_editor_text(page) -> str:  # type: ignore[no-untyped-def]
+    page.get_by_role("button", name="Headers").click()
+    return str(
+        page.eval_on_selector(
+            ".graphiql-editor-tool .graphiql-editor:not(.hidden) .CodeMirror",
+            "el => el.CodeMirror.getValue()",
+        )
+    )
+
+
+def _persist_headers(page, on: bool) -> None:  # type: ignore[no-untyped-def]
+    """GraphiQL's settings dialog, "Persist headers": On or Off."""
+    page.get_by_role("button", name="Open settings dialog").click()
+    page.click("#enable-persist-headers" if on else "#disable-persist-headers")
+    page.keyboard.press("Escape")
+
+
+def _holding(stored: dict[str, str], secret: str) -> list[str]:
+    return sorted(key for key, value in stored.items() if secret in key or secret in value)
+
+
+def test_graphiql_keeps_the_token_only_when_asked(tmp_path: Path, graphiql_assets: Path) -> None:
+    """Headers outlive the page only after "Persist headers" is turned on in GraphiQL's
+    settings; turning it off forgets them. A browser that used Strawberry's page (which turned
+    it on for everyone) has its stored token forgotten on the first visit."""
+    old_token = f"old-token-{uuid.uuid4().hex}"
+    old_headers = json.dumps({"Authorization": f"Bearer {old_token}"})
+    strawberry_state = {
+        "graphiql:shouldPersistHeaders": "true",
+        "graphiql:headers": old_headers,
+        "graphiql:tabState": json.dumps(
+            {
+                "activeTabIndex": 0,
+                "tabs": [
+                    {
+                        "id": "old",
+                        "hash": None,
+                        "title": "Me",
+                        "query": "query Me { me { email } }",
+                        "variables": None,
+                        "headers": old_headers,
+                        "operationName": "Me",
+                        "response": None,
+                    }
+                ],
+            }
+        ),
+        "graphiql:queries": json.dumps(
+            {
+                "queries": [
+                    {
+                        "query": "query Me { me { email } }",
+                        "variables": None,
+                        "headers": old_headers,
+                        "operationName": "Me",
+                    }
+                ]
+            }
+        ),
+    }
+    errors: list[str] = []
+    with service(tmp_path) as (base, _proc), chromium() as browser:
+        email = f"persist-{uuid.uuid4().hex[:8]}@example.com"
+        token = httpx.post(
+            f"{base}/api/auth/signup", json={"email": email, "password": "password12"}
+        ).json()["token"]
+        page = _open_graphiql(browser, base, graphiql_assets, errors)
+        page.goto(f"{base}/health")  # the same origin, the same localStorage
+        page.evaluate(
+            "state => { localStorage.clear();"
+            " for (const [k, v] of Object.entries(state)) localStorage.setItem(k, v); }",
+            strawberry_state,
+        )
+        _load(page, f"{base}/graphql")
+        after_upgrade = _local_storage(page)
+
+        page.get_by_role("button", name="Headers").click()
+        _set_editor(
+            page,
+            ".graphiql-editor-tool .graphiql-editor:not(.hidden) .CodeMirror",
+            json.dumps({"Authorization": f"Bearer {token}"}),
+        )
+        assert _run_and_read(page, "query Me {\n  me { email }\n}") == {
+            "data": {"me": {"email": email}}
+        }
+        not_asked = _local_storage(page)
+
+        _persist_headers(page, on=True)
+        asked = _local_storage(page)
+        _load(page, f"{base}/graphql")
+        reloaded_headers = _headers_editor_text(page)
+
+        _persist_headers(page, on=False)
+        turned_off = _local_storage(page)
+        _load(page, f"{base}/graphql")
+        final_headers = _headers_editor_text(page)
+        violations = csp_violations(page)
+    assert _holding(after_upgrade, old_token) == []
+    assert after_upgrade["graphiql:shouldPersistHeaders"] == "false"
+    assert "query Me" in after_upgrade["graphiql:queries"]  # the history stays
+    assert _holding(not_asked, token) == []
+    # Asked: the headers editor's text and the history keep it (and the open tabs, once
+    # GraphiQL next saves them).
+    assert {"graphiql:headers", "graphiql:queries"} <= set(_holding(asked, token))
+    assert token in reloaded_headers
+    assert _holding(turned_off, token) == []
+    assert token not in final_headers
+    assert violations == []
+    assert errors == [], "\n".join(errors)
