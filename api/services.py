@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.events import EventBus, build_event_bus
-from api.ratelimit import AuthRateLimiter
+from api.ratelimit import AuthRateLimiter, build_rate_limiter
 from api.security import PasswordHasher, TokenService
 from api.settings import Settings, resolve_secret
 from db.engine import build_engine
@@ -41,11 +41,6 @@ class Services:
         )
         secret_dir = database.sqlite_path.parent if database.sqlite_path else None
         secret = resolve_secret(settings, secret_dir)
-        limiter = AuthRateLimiter(
-            per_address=settings.rate_limit_per_address,
-            per_email=settings.rate_limit_per_email,
-            storage_url=settings.rate_limit_storage_url,
-        )
         # On PostgreSQL the requests' statements go through the store's own asyncpg pool; the
         # engine (migrations aside, which open their own) serves only maintenance and tests.
         engine = build_engine(database, pool_size=2, pool_timeout=settings.db_pool_timeout)
@@ -54,6 +49,15 @@ class Services:
             engine,
             pool_size=settings.db_pool_size,
             pool_timeout=settings.db_pool_timeout,
+        )
+        # Counters in the database by default: shared by every worker and instance on it.
+        limiter = build_rate_limiter(
+            per_address=settings.rate_limit_per_address,
+            per_email=settings.rate_limit_per_email,
+            storage_url=settings.rate_limit_storage_url,
+            store=store,
+            sqlite=database.is_sqlite,
+            workers=settings.web_concurrency,
         )
         return cls(
             settings=settings,

@@ -56,7 +56,9 @@ class Settings(BaseSettings):
 
     rate_limit_per_address: str = "60/minute"
     rate_limit_per_email: str = "10/minute"
-    rate_limit_storage_url: str = "memory://"
+    # Unset (or `database`): counters in the service's own database, shared by every worker and
+    # instance (api/ratelimit.py); else a `limits` storage URL (`redis://...`, `memory://`).
+    rate_limit_storage_url: str = ""
     trusted_proxies: str = ""
 
     graphql_introspection: bool = True

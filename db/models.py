@@ -1,4 +1,4 @@
-"""The schema: users and their tasks (contract section 4)."""
+"""The schema: users and their tasks (contract section 4), and the rate limits' attempt windows."""
 
 from __future__ import annotations
 
@@ -6,12 +6,14 @@ import uuid
 from datetime import UTC, datetime
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     DateTime,
     ForeignKey,
     Index,
     MetaData,
     String,
+    Text,
     TypeDecorator,
     Uuid,
     false,
@@ -82,3 +84,23 @@ class Task(Base):
         # Serves "tasks of a user, newest first" (ties by id) and keyset pagination over it.
         Index("ix_tasks_user_id_created_at_id", "user_id", created_at.desc(), id.desc()),
     )
+
+
+class RateLimitWindow(Base):
+    """The signup and login attempts counted for one key in the last window (db/rate_limits.py).
+
+    Shared by every worker and instance on the database, so the rate limits hold however the
+    service is deployed (specs/decisions.md, decision 15). UNLOGGED on PostgreSQL (set by the
+    migration): counters need no crash safety, and their writes then wait for no disk flush.
+    """
+
+    __tablename__ = "rate_limit_windows"
+
+    # SHA-256 (hex) of action, kind and value: no email or client address is stored.
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # A JSON array of the instants (ms since the epoch, the database's clock) of the attempts
+    # counted in the window: at most the limit's amount.
+    hits: Mapped[str] = mapped_column(Text)
+    last_counted: Mapped[bool] = mapped_column(Boolean)  # whether the latest attempt counted
+    # When the newest counted attempt leaves the window: the row may then be deleted.
+    expires_at: Mapped[int] = mapped_column(BigInteger, index=True)

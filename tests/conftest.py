@@ -129,6 +129,8 @@ async def serve(app: FastAPI, *, wipe: bool = True) -> AsyncIterator[httpx.Async
             async with app.state.services.engine.begin() as conn:
                 await conn.exec_driver_sql("DELETE FROM tasks")
                 await conn.exec_driver_sql("DELETE FROM users")
+                # Rate-limit counters live in the database too (a fresh app, fresh counters).
+                await conn.exec_driver_sql("DELETE FROM rate_limit_windows")
         transport = httpx.ASGITransport(
             app=app, raise_app_exceptions=False, client=("127.0.0.1", 50000)
         )

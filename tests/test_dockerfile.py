@@ -21,6 +21,7 @@ from pathlib import Path
 
 import httpx
 
+from db.migrations import head_revision
 from tests.conftest import TEST_SECRET
 from tests.live import free_port
 from tests.test_observability import running_service
@@ -273,7 +274,7 @@ def test_the_image_runtime_migrates_serves_and_passes_its_healthcheck(tmp_path: 
     # Production never creates tables by itself: the release step is the one-off migrate.
     migrate = run(resolve(["todo-api", "migrate"]), env=env, cwd=workdir, timeout=120)
     assert migrate.returncode == 0, migrate.stderr
-    assert "at revision 0001" in migrate.stdout
+    assert f"at revision {head_revision()}" in migrate.stdout
 
     command = resolve(exec_form(runtime.last("CMD") or "null"))
     with running_service(command, cwd=workdir, env=env, ready_within=90) as service:
@@ -285,6 +286,13 @@ def test_the_image_runtime_migrates_serves_and_passes_its_healthcheck(tmp_path: 
         )
         assert signup.status_code == 201, signup.text
         assert "todo_http_requests_total" in httpx.get(f"{service.base}/metrics").text
+        # The contract's rate limit across the image's WEB_CONCURRENCY workers: the 11th login
+        # for one email within a minute is refused (new connections: either worker answers).
+        wrong = {"email": "docker@example.com", "password": "wrong-password"}
+        codes = [
+            httpx.post(f"{service.base}/api/auth/login", json=wrong).status_code for _ in range(12)
+        ]
+        assert codes == [401] * 10 + [429] * 2, codes
     assert service.process.returncode in (0, -signal.SIGTERM)
     lines = [json.loads(line) for line in service.output().splitlines() if line.strip()]
     assert any(e["message"].startswith("Application shutdown complete") for e in lines)

@@ -27,12 +27,12 @@ from sqlalchemy.engine import Connection, make_url
 from api.app import create_app
 from api.settings import load_settings
 from db import migrations
-from db.models import Base
+from db.models import Base, Task, User
 from db.url import DatabaseTarget, parse_database_url
 from tests.conftest import TEST_SECRET, admin_execute, serve
 
 REPO = Path(__file__).resolve().parent.parent
-APP_TABLES = {"users", "tasks"}
+APP_TABLES = {"users", "tasks", "rate_limit_windows"}
 INDEX = "ix_tasks_user_id_created_at_id"
 
 NewDatabase = Callable[[], Awaitable[str]]
@@ -99,8 +99,8 @@ def schema_snapshot(connection: Connection) -> dict[str, Any]:
         }
     if connection.dialect.name == "sqlite":
         rows = connection.exec_driver_sql(
-            "SELECT type, name, sql FROM sqlite_master WHERE tbl_name IN ('users', 'tasks') "
-            "ORDER BY type, name"
+            "SELECT type, name, sql FROM sqlite_master "
+            "WHERE tbl_name IN ('users', 'tasks', 'rate_limit_windows') ORDER BY type, name"
         )
         snapshot["sqlite_master"] = [
             (kind, name, re.sub(r"\s+", " ", sql or "")) for kind, name, sql in rows
@@ -190,7 +190,7 @@ async def test_a_database_made_before_migrations_is_adopted(new_database: NewDat
     url = await new_database()
 
     def old_start_up(connection: Connection) -> None:  # what the service did before migrations
-        Base.metadata.create_all(connection)
+        Base.metadata.create_all(connection, tables=[User.__table__, Task.__table__])
         connection.execute(
             text(
                 "INSERT INTO users (id, email, password_hash, created_at) "
@@ -229,11 +229,13 @@ async def test_autogenerate_finds_nothing_to_add(
     monkeypatch.setattr(migrations, "MIGRATIONS_DIR", copy)
     database = target(f"sqlite:///{tmp_path / 'dev.db'}")
     await migrations.upgrade(database)
+    head = migrations.head_revision()
+    assert head is not None
     [path] = await migrations.create_revision(database, "nothing new", autogenerate=True)
     assert path.parent == copy / "versions"
-    assert path.name == "0002_nothing_new.py"
+    assert path.name == f"{int(head) + 1:04d}_nothing_new.py"
     body = path.read_text()
-    assert "down_revision: str | Sequence[str] | None = '0001'" in body
+    assert f"down_revision: str | Sequence[str] | None = '{head}'" in body
     assert re.search(r"def upgrade\(\) -> None:\s+# ### commands auto generated.*?\s+pass", body)
 
 
