@@ -179,7 +179,7 @@ class OperationGuard:
         else:
             errors = self.documents.validate(query, document, rules, run)
         if errors:
-            return errors  # type: ignore[no-any-return]
+            return errors
         return self._check_cost(schema, context, document)
 
     def _check_cost(
