@@ -92,6 +92,7 @@ def main() -> None:
     alone = _cost_alone(20_000)
     with_check = statistics.median(times["with the check"])
     without = statistics.median(times["without"])
+    spread = max((max(v) - min(v)) / statistics.median(v) for v in times.values()) * 100
     lines = [
         "# The GraphQL cost check's overhead",
         "",
@@ -109,6 +110,9 @@ def main() -> None:
         "",
         f"The check: {with_check - without:+.0f} us per request "
         f"({(with_check / without - 1) * 100:+.1f}%); `operation_cost` alone: {alone:.1f} us.",
+        f"Rounds of one kind differ by up to {spread:.0f}%: an end-to-end difference smaller "
+        "than that is noise, and `operation_cost` alone is the figure to compare with a "
+        "request's CPU (about 1 ms for this query on the real server, bench/RESULTS.md).",
         "",
     ]
     RESULTS.write_text("\n".join(lines))
