@@ -1,4 +1,4 @@
-"""Engine and session factory for a DatabaseTarget."""
+"""The SQLAlchemy engine for a DatabaseTarget: SQLite's statements, migrations, maintenance."""
 
 from __future__ import annotations
 
