@@ -13,7 +13,7 @@ from graphql_schema.operations import Caller, identify
 
 
 def _services(connection: HTTPConnection) -> Services:
-    return connection.app.state.services  # type: ignore[no-any-return]
+    return connection.app.state.services
 
 
 def client_address(connection: HTTPConnection, trusted_proxies: frozenset[str]) -> str:

@@ -390,9 +390,8 @@ class PostgresEventBus(EventBus):
         while True:
             payload = await self._inbox.get()
             try:
-                event, load = decode_notification(payload)
-                if load:
-                    event = await self._load(event)
+                decoded, load = decode_notification(payload)
+                event = await self._load(decoded) if load else decoded
             except Exception as exc:
                 log.warning("task event dropped: %s: %s", type(exc).__name__, exc)
                 continue

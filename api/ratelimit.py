@@ -15,6 +15,7 @@ import time
 from typing import Protocol
 
 from limits import RateLimitItem, parse
+from limits.aio.storage import Storage as AsyncStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.storage import storage_from_string
 
@@ -48,9 +49,13 @@ class LibraryCounter:
     def __init__(self, storage_url: str) -> None:
         url = storage_url if storage_url.startswith("async+") else f"async+{storage_url}"
         try:
-            self._storage = storage_from_string(url)
+            storage = storage_from_string(url)
         except Exception as exc:  # the library raises several kinds for a bad URL
             raise ConfigError(f"invalid setting RATE_LIMIT_STORAGE_URL: {exc}") from None
+        # An `async+` URL always gives an async storage; the library's type says either kind.
+        if not isinstance(storage, AsyncStorage):
+            raise ConfigError("invalid setting RATE_LIMIT_STORAGE_URL: not an async storage")
+        self._storage = storage
         self._limiter = MovingWindowRateLimiter(self._storage)
 
     async def hit(self, limit: RateLimitItem, action: str, kind: str, key: str) -> int | None:

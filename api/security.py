@@ -13,8 +13,10 @@ import os
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
 
 import jwt
 from passlib.context import CryptContext
@@ -23,6 +25,7 @@ from graphql_schema.errors import Unauthenticated
 
 ALGORITHM = "HS256"
 
+_T = TypeVar("_T")
 
 HASHING_NICENESS = 10
 
@@ -54,7 +57,7 @@ class PasswordHasher:
         # unknown email costs the same work as a wrong password.
         self._dummy_hash = self._context.hash(uuid.uuid4().hex)
 
-    async def _run(self, fn, *args):  # type: ignore[no-untyped-def]
+    async def _run(self, fn: Callable[..., _T], *args: Any) -> _T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
     async def hash(self, password: str) -> str:

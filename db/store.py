@@ -23,9 +23,10 @@ import logging
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
@@ -37,7 +38,17 @@ from db.url import DatabaseTarget
 log = logging.getLogger("todo.db")
 
 Params = Mapping[str, Any]
-Row = Sequence[Any]  # a SQLAlchemy Row or an asyncpg Record: both index by position
+
+
+class Row(Protocol):
+    """A SQLAlchemy Row or an asyncpg Record: both index by position and unpack (a Record is
+    no Sequence)."""
+
+    def __getitem__(self, index: int, /) -> Any: ...
+    def __iter__(self) -> Iterator[Any]: ...
+    def __len__(self) -> int: ...
+
+
 StatementListener = Callable[[str], None]
 
 # Failures that mean "the database is not reachable right now" (answered 503), not a bug.
@@ -93,7 +104,7 @@ class Runner(ABC):
     """Runs statements: a store (each read in autocommit) or one of its transactions."""
 
     @abstractmethod
-    async def rows(self, statement: Executable, params: Params | None = None) -> list[Row]: ...
+    async def rows(self, statement: Executable, params: Params | None = None) -> Sequence[Row]: ...
 
     async def row(self, statement: Executable, params: Params | None = None) -> Row | None:
         found = await self.rows(statement, params)
@@ -160,7 +171,7 @@ class _SqlAlchemyTransaction(Transaction):
         super().__init__()
         self._connection = connection
 
-    async def rows(self, statement: Executable, params: Params | None = None) -> list[Row]:
+    async def rows(self, statement: Executable, params: Params | None = None) -> Sequence[Row]:
         return list((await self._connection.execute(statement, params)).all())
 
     async def execute(self, statement: Executable, params: Params | None = None) -> int:
@@ -168,7 +179,7 @@ class _SqlAlchemyTransaction(Transaction):
             result = await self._connection.execute(statement, params)
         except sa_exc.IntegrityError as exc:
             raise ConstraintViolation(str(exc.orig)) from exc
-        return result.rowcount  # type: ignore[attr-defined,no-any-return]
+        return result.rowcount
 
 
 class SqlAlchemyStore(Store):
@@ -184,7 +195,7 @@ class SqlAlchemyStore(Store):
         for listener in self._listeners:
             listener(statement)
 
-    async def rows(self, statement: Executable, params: Params | None = None) -> list[Row]:
+    async def rows(self, statement: Executable, params: Params | None = None) -> Sequence[Row]:
         async with self._reader.connect() as connection:
             return list((await connection.execute(statement, params)).all())
 
@@ -264,14 +275,14 @@ class _AsyncpgRunner:
 
 
 class _AsyncpgTransaction(Transaction):
-    def __init__(self, connection: asyncpg.Connection, runner: _AsyncpgRunner) -> None:
+    def __init__(self, connection: PoolConnectionProxy, runner: _AsyncpgRunner) -> None:
         super().__init__()
         self._connection = connection
         self._runner = runner
 
-    async def rows(self, statement: Executable, params: Params | None = None) -> list[Row]:
+    async def rows(self, statement: Executable, params: Params | None = None) -> Sequence[Row]:
         compiled = self._runner._compile(statement)
-        return await self._connection.fetch(compiled.sql, *compiled.args(params))  # type: ignore[no-any-return]
+        return await self._connection.fetch(compiled.sql, *compiled.args(params))
 
     async def execute(self, statement: Executable, params: Params | None = None) -> int:
         compiled = self._runner._compile(statement)
@@ -338,7 +349,7 @@ class AsyncpgStore(Store):
         return self._pool
 
     @asynccontextmanager
-    async def _connection(self) -> AsyncIterator[asyncpg.Connection]:
+    async def _connection(self) -> AsyncIterator[PoolConnectionProxy]:
         pool = await self._get_pool()
         gate = self._gate
         if gate.locked():  # every connection is in use: wait in line
@@ -365,10 +376,10 @@ class AsyncpgStore(Store):
         finally:
             gate.release()
 
-    async def rows(self, statement: Executable, params: Params | None = None) -> list[Row]:
+    async def rows(self, statement: Executable, params: Params | None = None) -> Sequence[Row]:
         compiled = self._runner._compile(statement)
         async with self._connection() as connection:
-            return await connection.fetch(compiled.sql, *compiled.args(params))  # type: ignore[no-any-return]
+            return await connection.fetch(compiled.sql, *compiled.args(params))
 
     async def execute(self, statement: Executable, params: Params | None = None) -> int:
         async with self.transaction() as transaction:

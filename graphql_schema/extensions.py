@@ -89,7 +89,7 @@ def present(error: GraphQLError, *, hide_suggestions: bool = False) -> GraphQLEr
 
 
 def is_presented(error: GraphQLError) -> bool:
-    return bool(error.extensions) and "code" in error.extensions
+    return error.extensions is not None and "code" in error.extensions
 
 
 def _long_number_literals(document: DocumentNode) -> list[Node]:
@@ -101,7 +101,7 @@ def _long_number_literals(document: DocumentNode) -> list[Node]:
             if len(node.value) > MAX_NUMBER_LITERAL_CHARS:
                 found.append(node)
 
-        enter_float_value = enter_int_value  # type: ignore[assignment]
+        enter_float_value = enter_int_value
 
     visit(document, Finder())
     return found
@@ -249,7 +249,11 @@ class GuardedRunner(SchemaExtensionsRunner):
             ]
         # Metrics: operations by name and outcome (the first error's code, else "ok").
         errors = result.errors if result is not None else None
-        outcome = str(errors[0].extensions["code"]) if errors else "ok"
+        outcome = "ok"
+        if errors:
+            first = errors[0].extensions
+            assert first is not None  # presented above: every error has its code
+            outcome = str(first["code"])
         record_graphql_operation(self.execution_context.operation_name, outcome)
 
     def _parse(self) -> None:
@@ -258,6 +262,8 @@ class GuardedRunner(SchemaExtensionsRunner):
         # the presentation of errors); Strawberry re-parses the (token-bounded) document
         # itself, inside that handling, when no document is set.
         context = self.execution_context
+        if context.query is None:  # Strawberry was given a document, not its text
+            return
         try:
             context.graphql_document = self.guard.parse(context.query, **context.parse_options)
         except GraphQLError:
@@ -274,7 +280,7 @@ def _present_stream_errors(result: StreamExecutionResult, hide_suggestions: bool
     # the operation finishes: their errors are presented on the way out.
     errors = getattr(result, "errors", None)
     if errors:
-        result.errors = [  # type: ignore[union-attr]
+        result.errors = [  # type: ignore[union-attr]  # getattr found them on this kind
             error if is_presented(error) else present(error, hide_suggestions=hide_suggestions)
             for error in errors
         ]

@@ -22,6 +22,7 @@ from functools import lru_cache
 
 from sqlalchemy import (
     BindParameter,
+    CompoundSelect,
     Select,
     and_,
     bindparam,
@@ -40,7 +41,7 @@ from api.events import TaskEvent
 from api.security import bearer_token
 from api.services import Services
 from db.models import Task, User
-from db.store import ConstraintViolation, is_outage
+from db.store import ConstraintViolation, Row, is_outage
 from graphql_schema.errors import (
     Conflict,
     DomainError,
@@ -166,8 +167,8 @@ _DELETE_TASK = delete(Task).where(
 _PING = text("SELECT 1")
 
 
-def _task(row: object) -> TaskRecord:
-    return TaskRecord(*row)  # type: ignore[misc]
+def _task(row: Row) -> TaskRecord:
+    return TaskRecord(*row)
 
 
 @asynccontextmanager
@@ -446,12 +447,13 @@ class TaskPage:
     has_next_page: bool
 
 
-def _page_branch(index: int, after: bool, completed: bool) -> Select:  # type: ignore[type-arg]
+def _page_branch(index: int, after: bool, completed: bool) -> Select:
     query = select(*_TASK_COLUMNS).where(Task.user_id == bindparam(f"owner_{index}"))
     if completed:
         query = query.where(Task.completed == bindparam("completed"))
     if after:
-        created_at, task_id = bindparam("after_created_at"), bindparam("after_id")
+        created_at: BindParameter[datetime] = bindparam("after_created_at")
+        task_id: BindParameter[uuid.UUID] = bindparam("after_id")
         query = query.where(
             or_(
                 Task.created_at < created_at,
@@ -463,14 +465,14 @@ def _page_branch(index: int, after: bool, completed: bool) -> Select:  # type: i
 
 
 @lru_cache(maxsize=128)
-def _page_statement(owners: int, after: bool, completed: bool) -> Select:  # type: ignore[type-arg]
+def _page_statement(owners: int, after: bool, completed: bool) -> Select | CompoundSelect:
     """One statement per shape (how many owners, which filters), built once."""
     branches = [_page_branch(index, after, completed) for index in range(owners)]
     if owners == 1:
         return branches[0]
     # SQLite refuses ORDER BY/LIMIT directly inside a compound select: wrap each branch.
     subqueries = [branch.subquery() for branch in branches]
-    return union_all(*(select(*sub.c) for sub in subqueries))  # type: ignore[return-value]
+    return union_all(*(select(*sub.c) for sub in subqueries))
 
 
 def _owner_param(index: int) -> BindParameter[uuid.UUID]:
@@ -480,7 +482,7 @@ def _owner_param(index: int) -> BindParameter[uuid.UUID]:
 
 
 @lru_cache(maxsize=128)
-def _count_statement(owners: int, completed: bool) -> Select:  # type: ignore[type-arg]
+def _count_statement(owners: int, completed: bool) -> Select:
     query = (
         select(Task.user_id, func.count())
         .where(Task.user_id.in_([_owner_param(index) for index in range(owners)]))
@@ -492,7 +494,7 @@ def _count_statement(owners: int, completed: bool) -> Select:  # type: ignore[ty
 
 
 @lru_cache(maxsize=128)
-def _users_statement(count: int) -> Select:  # type: ignore[type-arg]
+def _users_statement(count: int) -> Select:
     return select(User.id, User.email).where(
         User.id.in_([bindparam(f"user_{index}", type_=User.id.type) for index in range(count)])
     )

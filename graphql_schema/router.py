@@ -33,6 +33,7 @@ from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.websockets import WebSocket
 from strawberry.fastapi import GraphQLRouter
 from strawberry.http import GraphQLHTTPResponse
+from strawberry.schema.base import BaseSchema
 from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
@@ -196,11 +197,11 @@ _HTTP_ENDPOINTS = frozenset({"handle_http_get", "handle_http_post"})
 
 class GraphQLHTTPRouter(GraphQLRouter[GraphQLContext, None]):
     request_adapter_class = BoundedRequestAdapter
-    websocket_adapter_class = TextFrameWebSocketAdapter  # type: ignore[assignment]
+    websocket_adapter_class = TextFrameWebSocketAdapter
     graphql_transport_ws_handler_class = TransportWSHandler
     graphql_ws_handler_class = LegacyWSHandler
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, schema: BaseSchema, **kwargs: Any) -> None:
         router = self
 
         class Route(APIRoute):
@@ -224,7 +225,7 @@ class GraphQLHTTPRouter(GraphQLRouter[GraphQLContext, None]):
 
                 return handler
 
-        super().__init__(*args, route_class=Route, **kwargs)
+        super().__init__(schema, route_class=Route, **kwargs)
 
     async def serve_http(self, request: Request) -> Response:
         """What Strawberry's `handle_http_get`/`handle_http_post` do once FastAPI solved their
@@ -276,7 +277,7 @@ class GraphQLHTTPRouter(GraphQLRouter[GraphQLContext, None]):
     async def on_ws_connect(self, context: GraphQLContext) -> UnsetType:
         return await authenticate_connection(context)
 
-    async def run(  # type: ignore[override]
+    async def run(
         self,
         request: Request | WebSocket,
         context: GraphQLContext = UNSET,
@@ -303,7 +304,7 @@ class GraphQLHTTPRouter(GraphQLRouter[GraphQLContext, None]):
             response.status_code = 400
         return response
 
-    async def process_result(  # type: ignore[override]
+    async def process_result(
         self, request: Request, result: ExecutionResult
     ) -> GraphQLHTTPResponse:
         if result.errors and not all(is_presented(error) for error in result.errors):

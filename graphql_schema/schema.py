@@ -172,17 +172,28 @@ class TodoSchema(strawberry.Schema):
         """The guard's runner (graphql_schema/extensions.py) in place of extensions'."""
         return self.guard.runner(execution_context)
 
-    async def execute(  # type: ignore[override]
+    async def execute(
         self,
         query: str | None,
-        *args: Any,
+        variable_values: dict[str, Any] | None = None,
+        context_value: Any | None = None,
+        root_value: Any | None = None,
+        operation_name: str | None = None,
         allowed_operation_types: Iterable[OperationType] | None = None,
-        **kwargs: Any,
+        operation_extensions: dict[str, Any] | None = None,
     ) -> ExecutionResult:
         """Subscriptions are refused here: `execute` serves GraphQL over HTTP, where no
         streaming transport is enabled (WebSocket operations go through `stream`)."""
         allowed = set(allowed_operation_types or OperationType) - {OperationType.SUBSCRIPTION}
-        return await super().execute(query, *args, allowed_operation_types=allowed, **kwargs)
+        return await super().execute(
+            query,
+            variable_values=variable_values,
+            context_value=context_value,
+            root_value=root_value,
+            operation_name=operation_name,
+            allowed_operation_types=allowed,
+            operation_extensions=operation_extensions,
+        )
 
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None

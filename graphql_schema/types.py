@@ -119,8 +119,8 @@ class _LazyEdge(TaskEdge):
         self.node = Task.from_record(task)
         self._task = task
 
-    @property  # type: ignore[override]
-    def cursor(self) -> str:
+    @property
+    def cursor(self) -> str:  # type: ignore[override]  # read-only here, on purpose
         return encode_cursor(self._task)
 
 

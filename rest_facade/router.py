@@ -248,7 +248,7 @@ class DirectRoutes:
                 continue
             handler = _DIRECT[route.endpoint]
             parent, _, last = route.path.rpartition("/")
-            for method in route.methods:  # setdefault: the first route wins, as in FastAPI
+            for method in route.methods or ():  # setdefault: the first route wins, as in FastAPI
                 if "{" not in route.path:
                     key = (method, route.path)
                     self._static.setdefault(key, DirectRoute(route.path, handler, ""))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from alembic import context
 from sqlalchemy.engine import Connection
@@ -20,10 +20,13 @@ from db.migrations import run_in_migration_transaction
 from db.models import Base, UTCDateTime
 from db.url import parse_database_url
 
+if TYPE_CHECKING:
+    from alembic.autogenerate.api import AutogenContext
+
 config = context.config
 
 
-def _render_item(type_: str, obj: Any, _autogen_context: Any) -> str | bool:
+def _render_item(type_: str, obj: Any, _autogen_context: AutogenContext) -> str | Literal[False]:
     # Revisions must not import application types that may change later: spell the column
     # type the way the database sees it.
     if type_ == "type" and isinstance(obj, UTCDateTime):
