@@ -16,12 +16,17 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
+# The runtime dependencies exactly as locked (requirements.lock, exported from uv.lock: every
+# file hash-checked), in a layer that a change of the code alone does not rebuild; then the
+# service itself, which resolves nothing (decision 18).
+COPY requirements.lock ./
+RUN pip install --require-hashes -r requirements.lock
 COPY pyproject.toml README.md ./
 COPY api ./api
 COPY db ./db
 COPY rest_facade ./rest_facade
 COPY graphql_schema ./graphql_schema
-RUN pip install .
+RUN pip install --no-deps .
 
 FROM python:3.11-slim AS runtime
 RUN useradd --create-home --uid 10001 app && mkdir /data && chown app /data

@@ -2,9 +2,10 @@
 
 There is no Docker engine here, so this test reads the Dockerfile and rebuilds what its image
 would hold: the build stage's COPYs (through .dockerignore) into a fresh source tree, a new
-virtual environment with `pip install <tree>` (not editable: only the runtime dependencies),
-the runtime stage's ENV with its absolute paths moved under a temporary root, the one-off
-`todo-api migrate`, then its CMD, and its HEALTHCHECK against that.
+virtual environment with the build stage's `pip install`s run in that tree (the runtime
+dependencies locked in requirements.lock, hash-checked, then the package without resolving:
+not editable, no test extras), the runtime stage's ENV with its absolute paths moved under a
+temporary root, the one-off `todo-api migrate`, then its CMD, and its HEALTHCHECK against that.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from tests.live import free_port
 from tests.test_observability import running_service
 
 REPO = Path(__file__).resolve().parent.parent
-DEV_ONLY = ("pytest", "httpx", "hypothesis", "ruff", "pytest_asyncio")
+DEV_ONLY = ("pytest", "httpx", "hypothesis", "ruff", "pytest_asyncio", "uv")
 
 
 # --- reading the Dockerfile -------------------------------------------------------------------
@@ -98,6 +99,32 @@ def healthcheck_of(stage: Stage) -> tuple[dict[str, str], list[str]]:
     options, _, command = args.partition("CMD ")
     flags = dict(re.findall(r"--([a-z-]+)=(\S+)", options))
     return flags, exec_form(command)
+
+
+def pip_installs(stage: Stage) -> list[list[str]]:
+    """The stage's RUNs but the venv's creation: each a `pip install`, as its arguments."""
+    installs = []
+    for args in stage.all("RUN"):
+        words = shlex.split(args)
+        if words[:3] == ["python", "-m", "venv"]:
+            continue  # the test makes its own
+        assert words[:2] == ["pip", "install"], f"this test does not replay RUN {args}"
+        installs.append(words[2:])
+    return installs
+
+
+def normalized(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def locked_pins(path: Path) -> dict[str, tuple[str, bool]]:
+    """name -> (version, whether an environment marker limits it) of an export of uv.lock."""
+    pins = {}
+    for line in path.read_text().splitlines():
+        match = re.match(r"([A-Za-z0-9._-]+)==([^\s;\\]+)\s*(;)?", line)
+        if match:
+            pins[normalized(match[1])] = (match[2], match[3] is not None)
+    return pins
 
 
 def seconds(duration: str) -> float:
@@ -185,6 +212,12 @@ def test_the_runtime_image_facts() -> None:
     version = re.match(r"python:(\d+)\.(\d+)", runtime.base)
     assert version and (int(version[1]), int(version[2])) >= (3, 11), runtime.base
     assert runtime.base == build.base  # the venv runs on the Python that built it
+    # The image installs the lock, not a fresh resolution: the runtime set exported from uv.lock
+    # (hash-checked), then the package alone. `make lock-check` keeps that export current.
+    installs = pip_installs(build)
+    assert installs[0] == ["--require-hashes", "-r", "requirements.lock"], installs
+    assert all("--no-deps" in words for words in installs[1:]), installs
+    assert "requirements.lock" in build.all("COPY")[0].split()[:-1]
 
 
 # --- building and running it ------------------------------------------------------------------
@@ -199,7 +232,8 @@ def run(command: list[str], *, env: dict[str, str] | None = None, cwd: Path, tim
 def test_the_image_runtime_migrates_serves_and_passes_its_healthcheck(tmp_path: Path) -> None:
     build, runtime = read_dockerfile(REPO / "Dockerfile")[-2:]
 
-    # The build stage: COPY what it copies (through .dockerignore), `pip install .` in a venv.
+    # The build stage: COPY what it copies (through .dockerignore), then its `pip install`s in a
+    # venv, in the source tree (its WORKDIR).
     source = tmp_path / "src"
     sources = [
         word
@@ -213,11 +247,24 @@ def test_the_image_runtime_migrates_serves_and_passes_its_healthcheck(tmp_path: 
     assert run([sys.executable, "-m", "venv", str(venv)], cwd=tmp_path).returncode == 0
     python = venv / "bin" / "python"
     # Unlike the image (PIP_NO_CACHE_DIR=1), pip's cache may serve here: same packages, faster.
-    installed = run(
-        [str(python), "-m", "pip", "install", "--disable-pip-version-check", "-q", str(source)],
-        cwd=tmp_path,
-    )
-    assert installed.returncode == 0, installed.stdout + installed.stderr
+    for words in pip_installs(build):
+        pip = [str(python), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
+        installed = run([*pip, *words], cwd=source)
+        assert installed.returncode == 0, installed.stdout + installed.stderr
+    listed = run([str(python), "-m", "pip", "list", "--format=json"], cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    installed_versions = {
+        normalized(p["name"]): p["version"]
+        for p in json.loads(listed.stdout)
+        if normalized(p["name"]) not in ("pip", "setuptools", "todo-service")
+    }
+    pins = locked_pins(source / "requirements.lock")
+    # Exactly the lock: nothing it does not pin, and all it pins for every platform.
+    assert installed_versions == {
+        name: version
+        for name, (version, marked) in pins.items()
+        if not marked or name in installed_versions
+    }
 
     probe = run(
         [
