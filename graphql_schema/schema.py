@@ -24,7 +24,6 @@ from api.logging import loggable_error_message
 from graphql_schema import operations
 from graphql_schema.context import GraphQLInfo
 from graphql_schema.errors import NotFound, Unauthenticated
-from graphql_schema.execution import Executor
 from graphql_schema.extensions import (
     DEFAULT_MAX_COST,
     GuardedRunner,
@@ -220,7 +219,6 @@ def build_schema(*, introspection: bool = True, max_cost: int = DEFAULT_MAX_COST
         mutation=Mutation,
         subscription=Subscription,
         guard=OperationGuard(introspection=introspection, max_cost=max_cost),
-        execution_context_class=Executor,
         config=StrawberryConfig(
             scalar_map={datetime: DateTimeScalar},
             # "Did you mean ...?" would reveal field names that introspection hides.
