@@ -239,13 +239,25 @@ class _Compiled:
         compiled = statement.compile(dialect=_DIALECT)  # type: ignore[attr-defined]
         self.sql: str = compiled.string
         self.names: tuple[str, ...] = tuple(compiled.positiontup or ())
-        defaults = {name: compiled.binds[name].value for name in self.names}
-        self._defaults = defaults
+        # Only a bind parameter that carries its own value may be left out: one that requires
+        # a value is refused when missing, as SQLAlchemy refuses it on SQLite (it would
+        # otherwise be sent as NULL here).
+        self._defaults = {
+            name: compiled.binds[name].value
+            for name in self.names
+            if not compiled.binds[name].required
+        }
 
     def args(self, params: Params | None) -> list[Any]:
-        if params is None:
-            return [self._defaults[name] for name in self.names]
-        return [params[name] if name in params else self._defaults[name] for name in self.names]
+        try:
+            if params is None:
+                return [self._defaults[name] for name in self.names]
+            return [params[name] if name in params else self._defaults[name] for name in self.names]
+        except KeyError as missing:
+            message = f"A value is required for bind parameter {missing.args[0]!r}"
+            raise sa_exc.StatementError(
+                message, self.sql, params, sa_exc.InvalidRequestError(message)
+            ) from None
 
 
 def _rowcount(status: str) -> int:
