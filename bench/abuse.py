@@ -23,7 +23,7 @@ import httpx
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from tests.live import service
+from tests.live import rss_kib, service
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS-abuse.md"
 SECRET = "bench-secret-that-is-long-enough-0123456789"
@@ -36,10 +36,7 @@ def worst_query(aliases: int = 15) -> str:
 
 
 def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS")
+    return rss_kib(pid) / 1024
 
 
 async def probe(base: str, pid: int) -> list[str]:

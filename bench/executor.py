@@ -79,6 +79,17 @@ CHECK_QUERIES = [
 ]
 
 
+def load_executor(path: str | os.PathLike[str]) -> type:
+    """The `Executor` class defined in the Python file at `path`."""
+    spec = importlib.util.spec_from_file_location("bench_custom_execution", path)
+    assert spec is not None and spec.loader is not None, path
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    executor: type = module.Executor
+    return executor
+
+
 def log(message: str) -> None:
     print(f"[bench.executor {time.strftime('%H:%M:%S')}] {message}", flush=True)
 
@@ -104,16 +115,6 @@ def executor_source(tmp: Path) -> tuple[Path, str]:
     path = tmp / "execution.py"
     path.write_text(text)
     return path, f"commit {name} (`git show {name}:{EXECUTION}`)"
-
-
-def load_executor(path: Path) -> type:
-    spec = importlib.util.spec_from_file_location("bench_custom_execution", path)
-    assert spec is not None and spec.loader is not None, path
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    executor: type = module.Executor
-    return executor
 
 
 def graphql(url: str, token: str, query: str) -> bytes:

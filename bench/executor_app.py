@@ -10,13 +10,13 @@ built without `execution_context_class` has. Either way the class replaces whate
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import sys
 from typing import Any
 
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
+from bench.executor import load_executor
 from graphql_schema import router
 
 MARKER = "bench.executor_app: execution_context_class = "  # bench/executor.py looks for it
@@ -26,13 +26,7 @@ def _chosen() -> type:
     path = os.environ.get("BENCH_EXECUTOR_FILE")
     if not path:
         return StrawberryGraphQLCoreExecutionContext
-    spec = importlib.util.spec_from_file_location("bench_custom_execution", path)
-    assert spec is not None and spec.loader is not None, path
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    executor: type = module.Executor
-    return executor
+    return load_executor(path)
 
 
 _CLASS = _chosen()

@@ -12,6 +12,7 @@ import hashlib
 import os
 import shutil
 import subprocess
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import jwt
 import pytest
 from fastapi import FastAPI
 from sqlalchemy.engine import make_url
@@ -29,6 +31,13 @@ from api.settings import Settings, load_settings
 TEST_SECRET = "test-secret-that-is-long-enough-0123456789"
 FRONTEND = "http://localhost:3000"
 JS_CLIENTS = Path(__file__).resolve().parent / "js"
+
+
+def token_for(user_id: str, *, expires_in: float, secret: str = TEST_SECRET) -> str:
+    """A token as the service issues them, for `user_id`, expiring in `expires_in` seconds."""
+    now = time.time()
+    claims = {"sub": user_id, "user_id": user_id, "iat": int(now), "exp": int(now + expires_in)}
+    return jwt.encode(claims, secret, algorithm="HS256")
 
 
 def _postgres_admin_url() -> str | None:

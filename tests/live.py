@@ -33,6 +33,14 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def rss_kib(pid: int) -> int:
+    """A running process's resident memory (Linux), in KiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no VmRSS for process {pid}")
+
+
 def clean_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in _STRIPPED}
     env["PYTHONPATH"] = str(REPO)

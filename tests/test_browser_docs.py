@@ -12,14 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser.cdn import (
-    WATCH_CSP,
-    csp_violations,
-    fetch_packages,
-    packages_named,
-    serve_from,
-    served_pages,
-)
+from tests.browser.cdn import WATCH_CSP, csp_violations, page_assets, serve_from
 from tests.browser.support import ARTIFACTS, chromium, require_browser
 from tests.live import service
 
@@ -27,9 +20,7 @@ from tests.live import service
 @pytest.fixture(scope="session")
 def docs_assets(tmp_path_factory: pytest.TempPathFactory) -> Path:
     require_browser()
-    wanted = packages_named([served_pages()["/docs"]])
-    assert wanted, "/docs names no unpkg assets any more"
-    return fetch_packages(wanted, tmp_path_factory.mktemp("docs-assets"))
+    return page_assets("/docs", tmp_path_factory.mktemp("docs-assets"))
 
 
 def test_docs_show_the_routes_and_run_a_request(tmp_path: Path, docs_assets: Path) -> None:

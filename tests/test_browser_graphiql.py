@@ -17,14 +17,7 @@ import httpx
 import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-from tests.browser.cdn import (
-    WATCH_CSP,
-    csp_violations,
-    fetch_packages,
-    packages_named,
-    serve_from,
-    served_pages,
-)
+from tests.browser.cdn import WATCH_CSP, csp_violations, page_assets, serve_from
 from tests.browser.support import ARTIFACTS, chromium, require_browser
 from tests.conftest import TEST_SECRET
 from tests.live import service
@@ -34,9 +27,7 @@ from tests.live import service
 def graphiql_assets(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The files of exactly the packages (and versions) the service's GraphiQL page names."""
     require_browser()
-    wanted = packages_named([served_pages()["/graphql"]])
-    assert wanted, "GraphiQL's page names no unpkg assets any more"
-    return fetch_packages(wanted, tmp_path_factory.mktemp("graphiql-assets"))
+    return page_assets("/graphql", tmp_path_factory.mktemp("graphiql-assets"))
 
 
 def _open_graphiql(browser, base: str, assets: Path, errors: list[str]):  # type: ignore[no-untyped-def]

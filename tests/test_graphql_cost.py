@@ -18,7 +18,7 @@ from graphql_schema.cost import operation_cost, paged_fields
 from graphql_schema.schema import build_schema
 from tests.conftest import TEST_SECRET, Account, serve, signup
 from tests.graphql_helpers import count_statements, error_codes, gql, insert_tasks
-from tests.live import service
+from tests.live import rss_kib, service
 from tests.ws_helpers import open_socket
 
 PAGED = paged_fields(build_schema()._schema)
@@ -131,13 +131,6 @@ async def test_the_worst_nested_query_is_refused_small_and_cheap(
     assert len(response.content) < 300
 
 
-def _rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise AssertionError("no VmRSS")
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def real_database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
@@ -164,7 +157,7 @@ async def test_the_worst_query_leaves_a_real_server_as_it_was(
                 assert created.status_code == 201
             # Warm up what every first request builds (loaders, statements, caches).
             await gql(http, "{ tasks(first: 100) { totalCount } }", headers=account.headers)
-            before = _rss_kib(proc.pid)
+            before = rss_kib(proc.pid)
             for _ in range(5):
                 answers = [
                     await http.post("/graphql", json={"query": _bomb()}, headers=account.headers)
@@ -175,7 +168,7 @@ async def test_the_worst_query_leaves_a_real_server_as_it_was(
                     assert len(answer.content) < 300
                     [(code, _)] = error_codes(answer.json())
                     assert code == "BAD_USER_INPUT"
-            grown = _rss_kib(proc.pid) - before
+            grown = rss_kib(proc.pid) - before
     assert grown < 10 * 1024, f"RSS grew by {grown} KiB"
 
 

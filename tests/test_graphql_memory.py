@@ -20,7 +20,7 @@ from websockets.exceptions import ConnectionClosed
 from graphql_schema.document_cache import DocumentCache, document_weight
 from graphql_schema.router import MAX_BODY_BYTES, decode_strict_json
 from tests.conftest import TEST_SECRET
-from tests.live import service
+from tests.live import rss_kib, service
 
 
 def test_the_cache_keeps_to_its_memory_budget() -> None:
@@ -53,13 +53,6 @@ def test_a_websocket_message_over_a_mebibyte_is_not_json_here() -> None:
         decode_strict_json(message)
 
 
-def _rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise AssertionError("no VmRSS")
-
-
 async def test_distinct_large_queries_and_messages_leave_rss_as_it_was(tmp_path: Path) -> None:
     """48 distinct 1 MB queries (they grew the server by about 37 MB before; the 240 of the
     issue's probe take two minutes to lex), then 20 WebSocket messages of 15 MiB (about 340 MB
@@ -70,13 +63,13 @@ async def test_distinct_large_queries_and_messages_leave_rss_as_it_was(tmp_path:
         async with httpx.AsyncClient(base_url=base, timeout=30) as http:
             warm = await http.post("/graphql", json={"query": "{ __typename }"})
             assert warm.json() == {"data": {"__typename": "Query"}}
-            before = _rss_kib(proc.pid)
+            before = rss_kib(proc.pid)
             padding = " " * (MAX_BODY_BYTES - 100)
             for n in range(48):
                 query = f"{{ __typename }}{padding[: len(padding) - n]}"
                 response = await http.post("/graphql", json={"query": query})
                 assert response.json() == {"data": {"__typename": "Query"}}
-            after_http = _rss_kib(proc.pid)
+            after_http = rss_kib(proc.pid)
 
         url = base.replace("http://", "ws://", 1) + "/graphql"
         closes = []
@@ -91,7 +84,7 @@ async def test_distinct_large_queries_and_messages_leave_rss_as_it_was(tmp_path:
                     await asyncio.wait_for(ws.recv(), 5)
                 except ConnectionClosed as closed:
                     closes.append(closed.rcvd.code if closed.rcvd else None)
-        after_ws = _rss_kib(proc.pid)
+        after_ws = rss_kib(proc.pid)
     assert closes == [1009] * 20  # message too big, refused while it arrives
     assert after_http - before < 25 * 1024, f"HTTP: RSS grew by {after_http - before} KiB"
     assert after_ws - before < 50 * 1024, f"in all: RSS grew by {after_ws - before} KiB"

@@ -25,7 +25,7 @@ import httpx
 import jwt
 import pytest
 
-from tests.conftest import TEST_SECRET
+from tests.conftest import TEST_SECRET, token_for
 from tests.live import service, service_log
 from tests.node import node, run_node
 
@@ -108,12 +108,6 @@ def _titles(base: str, token: str) -> list[str]:
     return [task["title"] for task in response.json()["tasks"]]
 
 
-def _expiring_token(user_id: str, seconds: float) -> str:
-    now = time.time()
-    claims = {"sub": user_id, "user_id": user_id, "iat": int(now), "exp": int(now + seconds)}
-    return jwt.encode(claims, TEST_SECRET, algorithm="HS256")
-
-
 def _event(kind: str, task_id: str, title: str | None = None, done: bool = False) -> dict:
     task = None if title is None else {"id": task_id, "title": title, "completed": done}
     return {"type": kind, "taskId": task_id, "task": task}
@@ -158,7 +152,7 @@ def test_graphql_ws_reconnects_with_a_fresh_token_after_expiry_and_resubscribes(
         {
             "ws": instances.ws,
             "http": instances.writes,
-            "expiring": _expiring_token(user_id, EXPIRING_SECONDS),
+            "expiring": token_for(user_id, expires_in=EXPIRING_SECONDS),
             "fresh": fresh,
         },
     )
@@ -322,7 +316,7 @@ def test_the_readme_example_works_as_written(
     _, fresh, user_id = _signup(instances.bases[0])
     config = {
         "http": instances.writes[0],
-        "expiring": _expiring_token(user_id, EXPIRING_SECONDS),
+        "expiring": token_for(user_id, expires_in=EXPIRING_SECONDS),
         "fresh": fresh,
     }
     # Node 20's WebSocket (the browser's API) is behind a flag; the example uses the global one.

@@ -15,11 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import jwt
 import pytest
 from websockets.exceptions import InvalidStatus
 
-from tests.conftest import TEST_SECRET
+from tests.conftest import TEST_SECRET, token_for
 from tests.live import service, service_log
 from tests.ws_helpers import (
     LEGACY_WS,
@@ -82,12 +81,6 @@ def live(
 async def client(live: Live) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=live.base, timeout=10) as http:
         yield http
-
-
-def _token(user_id: str, *, expires_in: float, secret: str = TEST_SECRET) -> str:
-    now = time.time()
-    claims = {"sub": user_id, "user_id": user_id, "iat": int(now), "exp": int(now + expires_in)}
-    return jwt.encode(claims, secret, algorithm="HS256")
 
 
 # --- events ------------------------------------------------------------------------------------
@@ -204,11 +197,11 @@ async def test_a_bad_token_closes_the_connection_with_4403(
 ) -> None:
     _, user_id = await signup(client)
     minted = {
-        "wrong-secret": _token(
+        "wrong-secret": token_for(
             user_id, expires_in=600, secret="another-secret-that-is-long-enough-000"
         ),
-        "unknown-user": _token(str(uuid.uuid4()), expires_in=600),
-        "expired": _token(user_id, expires_in=-10),
+        "unknown-user": token_for(str(uuid.uuid4()), expires_in=600),
+        "expired": token_for(user_id, expires_in=-10),
     }
     if isinstance(payload.get("token"), str):
         payload = {"token": minted[payload["token"]]}
@@ -244,7 +237,7 @@ async def test_when_the_token_expires_the_connection_closes_with_a_reason(
     live: Live, client: httpx.AsyncClient
 ) -> None:
     _, user_id = await signup(client)
-    short_lived = _token(user_id, expires_in=3)
+    short_lived = token_for(user_id, expires_in=3)
     async with subscribed(live.base, short_lived) as (tab, (op,)):
         created = await rest(client, "POST", "/api/tasks", short_lived, {"title": "in time"})
         assert (await next_event(tab, op))["taskId"] == created.json()["task"]["id"]

@@ -79,6 +79,13 @@ def fetch_packages(wanted: list[str], directory: Path) -> Path:
     return node_modules
 
 
+def page_assets(path: str, directory: Path) -> Path:
+    """node_modules with exactly the packages (and versions) the served page at `path` names."""
+    wanted = packages_named([served_pages()[path]])
+    assert wanted, f"the page at {path} names no unpkg assets any more"
+    return fetch_packages(wanted, directory)
+
+
 def serve_from(node_modules: Path) -> Callable[[Any], None]:
     """A Playwright route handler for `https://unpkg.com/**` (404 for anything not packed)."""
 
