@@ -23,6 +23,7 @@ COPY requirements.lock ./
 RUN pip install --require-hashes -r requirements.lock
 COPY pyproject.toml README.md ./
 COPY api ./api
+COPY core ./core
 COPY db ./db
 COPY rest_facade ./rest_facade
 COPY graphql_schema ./graphql_schema

@@ -59,15 +59,16 @@ migrate: $(STAMP)
 
 ## Regenerate the served contracts kept in specs/ (tests fail while they are stale).
 specs: $(STAMP)
-	$(BIN)/python -m graphql_schema.export --output specs/schema.graphql
-	$(BIN)/python -m rest_facade.export --output specs/openapi.json
+	$(BIN)/python -m api export-schema --output specs/schema.graphql
+	$(BIN)/python -m api export-openapi --output specs/openapi.json
 
 lint: $(STAMP)
-	$(BIN)/ruff check api db rest_facade graphql_schema tests
+	$(BIN)/ruff check api core db rest_facade graphql_schema tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 format: $(STAMP)
-	$(BIN)/ruff format api db rest_facade graphql_schema tests
+	$(BIN)/ruff format api core db rest_facade graphql_schema tests bench
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info

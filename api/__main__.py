@@ -1,11 +1,12 @@
-"""`python -m api` (or `todo-api`): serve (the default), migrate, export-schema.
+"""`python -m api` (or `todo-api`): serve (the default), migrate, export the specs.
 
     todo-api [serve]                    run the HTTP server (uvicorn, WEB_CONCURRENCY workers)
     todo-api migrate [--revision REV]   upgrade the database to the latest revision (or REV)
     todo-api migrate downgrade REV      revert to REV (`base`: no tables, `-1`: one step)
     todo-api migrate current            print the database's revision
     todo-api migrate revision -m MSG [--autogenerate]   write a new revision (developers)
-    todo-api export-schema              print the GraphQL schema (SDL)
+    todo-api export-schema [--output FILE | --check FILE]    the GraphQL schema (SDL)
+    todo-api export-openapi [--output FILE | --check FILE]   the OpenAPI document
 
 A bad setting prints one line naming it and exits 1, as does a failed migration.
 """
@@ -18,7 +19,7 @@ import logging
 import sys
 from typing import TYPE_CHECKING
 
-from api.settings import ConfigError, Settings, load_settings
+from api.settings import SETTING_ERRORS, Settings, database_target, load_settings
 
 if TYPE_CHECKING:
     from db.migrations import UpgradeResult
@@ -30,7 +31,7 @@ log = logging.getLogger("todo.cli")
 def _settings_or_none() -> Settings | None:
     try:
         return load_settings()
-    except ConfigError as exc:
+    except SETTING_ERRORS as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return None
 
@@ -87,8 +88,8 @@ def _migrate(args: argparse.Namespace) -> int:
     from db import migrations
 
     try:
-        database = migrations.target_from_settings(settings)
-    except ConfigError as exc:
+        database = database_target(settings)
+    except SETTING_ERRORS as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 1
     configure_logging(settings, migrations_verbose=True)
@@ -120,22 +121,19 @@ def _migrate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _export_schema(extra: list[str]) -> int:
-    try:
-        # Imported here: the GraphQL schema is not needed to serve help, and may be absent.
-        from graphql_schema.export import main as export_main
-    except ModuleNotFoundError as exc:
-        if exc.name != "graphql_schema.export":
-            raise
-        print("export-schema: this build has no graphql_schema.export", file=sys.stderr)
-        return 1
+def _export(command: str, extra: list[str]) -> int:
+    from api import specfile  # builds the app: not needed to serve help
+
+    exporter = specfile.schema_main if command == "export-schema" else specfile.openapi_main
     saved_argv = sys.argv
-    sys.argv = ["todo-api export-schema", *extra]
+    sys.argv = [f"todo-api {command}", *extra]  # argparse names the command in its messages
     try:
-        result = export_main()
+        return exporter(extra)
     finally:
         sys.argv = saved_argv
-    return result if isinstance(result, int) else 0
+
+
+EXPORTS = ("export-schema", "export-openapi")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -169,21 +167,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="fill it with what the models add over the database (which must be at head)",
     )
 
-    # Its arguments, if any, belong to graphql_schema.export (see main).
+    # Their arguments (--output FILE, --check FILE) belong to api/specfile.py (see main).
     sub.add_parser("export-schema", help="print the GraphQL schema (SDL)", add_help=False)
+    sub.add_parser("export-openapi", help="print the OpenAPI document", add_help=False)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
-    if extra and args.command != "export-schema":
+    if extra and args.command not in EXPORTS:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command in (None, "serve"):
         return _serve()
     if args.command == "migrate":
         return _migrate(args)
-    return _export_schema(extra)
+    return _export(args.command, extra)
 
 
 if __name__ == "__main__":

@@ -15,13 +15,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope
 
+from api.graphiql import graphiql_response
 from api.html_pages import swagger_ui
-from api.metrics import install_metrics
+from api.metrics import install_metrics, record_graphql_operation
 from api.middleware import ServiceMiddleware
 from api.services import Services
 from api.settings import Settings, load_settings
+from core.service import TodoService
+from core.tasks import database_is_healthy
 from db.migrations import prepare_schema
-from graphql_schema import operations
 from graphql_schema.router import build_graphql_router
 from rest_facade.errors import install_error_handlers
 from rest_facade.router import DirectRoutes
@@ -78,7 +80,7 @@ def create_app(settings: Settings | None = None) -> ServiceApp:
             await prepare_schema(services.database, auto_migrate=settings.auto_migrate)
         except Exception as exc:  # the service still starts; /health and 503s say why
             log.error("could not prepare the database schema: %s: %s", type(exc).__name__, exc)
-        # Live updates (api/events.py): LISTEN on PostgreSQL; never fails start-up.
+        # Live updates (core/events.py): LISTEN on PostgreSQL; never fails start-up.
         await services.events.start()
         _freeze_start_up_objects()
         try:
@@ -100,14 +102,22 @@ def create_app(settings: Settings | None = None) -> ServiceApp:
         redirect_slashes=False,
     )
     app.state.services = services
+    app.state.todo = services.todo  # what the surfaces call (core/service.py)
     install_error_handlers(app)
     app.include_router(rest_router)
     app.add_api_route("/docs", swagger_ui, methods=["GET"], include_in_schema=False)
-    graphql = build_graphql_router(settings)
+    graphql = build_graphql_router(
+        introspection=settings.graphql_introspection,
+        max_cost=settings.graphql_max_cost,
+        allowed_origins=settings.cors_origins,
+        keep_alive_seconds=settings.ws_keepalive_seconds,
+        graphiql_page=graphiql_response,
+        report=record_graphql_operation,
+    )
     app.include_router(graphql, prefix="/graphql")
 
     async def serve_graphql(
-        _services: Services, scope: Scope, receive: Receive, _param: str
+        _service: TodoService, scope: Scope, receive: Receive, _param: str
     ) -> Response:
         # GET and POST /graphql from ServiceMiddleware, as the REST routes: FastAPI's routing
         # and request wrapping were ~10% of a GraphQL query's CPU (bench/PROFILE.md). The
@@ -116,7 +126,7 @@ def create_app(settings: Settings | None = None) -> ServiceApp:
 
     @app.get("/health", tags=["operations"], summary="Liveness and database reachability")
     async def health() -> Response:
-        healthy = await operations.database_is_healthy(services=services)
+        healthy = await database_is_healthy(services.store)
         return Response(
             orjson.dumps({"status": "healthy" if healthy else "unhealthy"}),
             status_code=200 if healthy else 503,
@@ -140,7 +150,7 @@ def create_app(settings: Settings | None = None) -> ServiceApp:
         metrics=metrics,
         routes=app.router.routes,
         direct=DirectRoutes(
-            services,
+            services.todo,
             extra={("GET", "/graphql"): serve_graphql, ("POST", "/graphql"): serve_graphql},
         ),
         dependency_overrides_provider=app,

@@ -1,7 +1,7 @@
 """The service's HTML pages: pinned third-party assets and a Content-Security-Policy.
 
 Two pages are for people in a browser: Swagger UI at /docs (here) and GraphiQL at /graphql
-(graphql_schema/graphiql.py); ReDoc is not served. Each is a template in the repository whose
+(api/graphiql.py); ReDoc is not served. Each is a template in the repository whose
 third-party JavaScript and CSS come from unpkg.com, every file pinned to an exact version and
 carrying its Subresource Integrity hash (sha384 of that file in the npm package, which unpkg
 serves byte for byte): a CDN that served anything else would have the browser refuse it

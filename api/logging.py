@@ -33,6 +33,8 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from starlette.types import Scope
 
+from graphql_schema.privacy import loggable_error_message
+
 if TYPE_CHECKING:
     from api.settings import Settings
 
@@ -186,26 +188,6 @@ class TextFormatter(logging.Formatter):
 #   argument it could not encode, pydantic the input. `format_exception` (both formatters)
 #   and `loggable_error_message` leave those parts out. Other messages are kept whole: they
 #   are what a stack trace is read for.
-
-_VALUE_FOLLOWS = re.compile(r": |; | got invalid value")
-_MAX_ERROR_MESSAGE = 500
-
-
-def loggable_error_message(message: str) -> str:
-    """A GraphQL error's message without the part that can quote the request.
-
-    graphql-core puts the value it refused after a colon ("Variable '$p' has invalid value:
-    String cannot represent a non string value: [...]", "Syntax Error: Unexpected Name '...'",
-    "... found: {...}."); before it come only names of types, fields, arguments and variables.
-    The service's own (domain) error messages hold no colon and stay whole.
-    """
-    found = _VALUE_FOLLOWS.search(message)
-    if found is not None:
-        message = message[: found.start()]
-    if len(message) > _MAX_ERROR_MESSAGE:
-        message = message[:_MAX_ERROR_MESSAGE] + "..."
-    return message
-
 
 _PYDANTIC_INPUT = re.compile(r"input_value=.*?, input_type=")
 _SQL_PARAMETERS = re.compile(r"^\[parameters: .*$", re.MULTILINE)

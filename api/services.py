@@ -1,20 +1,24 @@
-"""What every operation needs, built once per app: the database, hashing, tokens, limits,
-live task events."""
+"""The app's wiring: the database, hashing, tokens, limits and live task events, built once
+per app from the settings, and the rules (core/) assembled on top of them."""
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from api.events import EventBus, build_event_bus
-from api.ratelimit import AuthRateLimiter, build_rate_limiter
-from api.security import PasswordHasher, TokenService
-from api.settings import Settings, resolve_secret
+from api.settings import Settings, database_target, resolve_secret
+from core.accounts import Accounts
+from core.errors import ConfigError
+from core.events import EventBus, LocalEventBus, PostgresEventBus, TaskEventHub
+from core.ratelimit import AuthRateLimiter, build_rate_limiter
+from core.security import PasswordHasher, TokenService
+from core.service import TodoService
+from core.tasks import Tasks
 from db.engine import build_engine
 from db.store import Store, build_store
-from db.url import DatabaseTarget, parse_database_url, sqlite_url_for
+from db.url import DatabaseTarget, DatabaseUrlError, parse_database_url
 
 log = logging.getLogger("todo")
 
@@ -24,21 +28,16 @@ class Services:
     settings: Settings
     database: DatabaseTarget
     engine: AsyncEngine
-    store: Store  # where the operations' statements run (db/store.py)
+    store: Store  # where the use cases' statements run (db/store.py)
     passwords: PasswordHasher
     tokens: TokenService
     limiter: AuthRateLimiter
     events: EventBus  # started and stopped by the app's lifespan
+    todo: TodoService  # the rules, as both surfaces call them
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Services:
-        raw_url = settings.database_url or sqlite_url_for(settings.sqlite_default_path)
-        database = parse_database_url(
-            raw_url,
-            connect_timeout=settings.db_connect_timeout,
-            statement_timeout=settings.db_statement_timeout,
-            pgbouncer=settings.db_pgbouncer,
-        )
+        database = database_target(settings)
         secret_dir = database.sqlite_path.parent if database.sqlite_path else None
         secret = resolve_secret(settings, secret_dir)
         # On PostgreSQL the requests' statements go through the store's own asyncpg pool; the
@@ -59,18 +58,73 @@ class Services:
             sqlite=database.is_sqlite,
             workers=settings.web_concurrency,
         )
+        passwords = PasswordHasher(settings.bcrypt_rounds)
+        tokens = TokenService(secret, settings.jwt_expiration_hours)
+        events = build_event_bus(settings, database, store)
+        todo = TodoService(
+            accounts=Accounts(store=store, passwords=passwords, tokens=tokens, limiter=limiter),
+            tasks=Tasks(store=store, events=events),
+            events=events,
+            trusted_proxies=settings.trusted_proxy_list,
+            subscriptions_per_connection=settings.subscriptions_per_connection,
+        )
         return cls(
             settings=settings,
             database=database,
             engine=engine,
             store=store,
-            passwords=PasswordHasher(settings.bcrypt_rounds),
-            tokens=TokenService(secret, settings.jwt_expiration_hours),
+            passwords=passwords,
+            tokens=tokens,
             limiter=limiter,
-            events=build_event_bus(settings, database, store),
+            events=events,
+            todo=todo,
         )
 
     async def aclose(self) -> None:
         await self.store.close()
         await self.engine.dispose()
         self.passwords.close()
+
+
+def listener_target(settings: Settings, database: DatabaseTarget) -> DatabaseTarget:
+    """Where to LISTEN: EVENTS_DATABASE_URL, else DATABASE_URL, never through PgBouncer."""
+    raw = (settings.events_database_url or "").strip()
+    if raw:
+        try:
+            target = parse_database_url(raw, connect_timeout=settings.db_connect_timeout)
+        except DatabaseUrlError as exc:
+            raise ConfigError(str(exc).replace("DATABASE_URL", "EVENTS_DATABASE_URL", 1)) from None
+        if target.is_sqlite:
+            raise ConfigError("invalid setting EVENTS_DATABASE_URL: must be a PostgreSQL URL")
+        return target
+    if not database.pgbouncer:
+        return database
+    # LISTEN needs a session of its own; PgBouncer in transaction mode cannot keep one.
+    host = database.url.host or ""
+    label, dot, rest = host.partition(".")
+    if label.endswith("-pooler"):  # Neon: the direct endpoint is the same name without it
+        direct = label.removesuffix("-pooler") + dot + rest
+        return replace(database, url=database.url.set(host=direct), pgbouncer=False)
+    log.warning(
+        "DATABASE_URL goes through PgBouncer, where LISTEN does not work: set "
+        "EVENTS_DATABASE_URL to a direct connection for live updates"
+    )
+    return database
+
+
+def build_event_bus(
+    settings: Settings,
+    database: DatabaseTarget,
+    store: Store,
+) -> EventBus:
+    hub = TaskEventHub(
+        per_user=settings.subscriptions_per_user, queue_size=settings.subscription_queue_size
+    )
+    if database.is_sqlite:
+        return LocalEventBus(hub, workers=settings.web_concurrency)
+    return PostgresEventBus(
+        hub,
+        store=store,
+        listener_target=listener_target(settings, database),
+        wait_seconds=settings.db_connect_timeout,
+    )

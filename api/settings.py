@@ -15,14 +15,18 @@ from typing import Literal
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from core.errors import ConfigError
+from db.url import DatabaseTarget, DatabaseUrlError, parse_database_url, sqlite_url_for
+
 log = logging.getLogger("todo.settings")
 
 MIN_SECRET_BYTES = 32
 SECRET_FILE_NAME = "secret.key"
 
 
-class ConfigError(Exception):
-    """A setting is missing or invalid; the message is one line that names it."""
+# What a bad setting raises, wherever it is read: the rules' ConfigError, or the database URL's
+# own error (db/ sits below the rules and cannot raise theirs).
+SETTING_ERRORS = (ConfigError, DatabaseUrlError)
 
 
 class Settings(BaseSettings):
@@ -57,7 +61,7 @@ class Settings(BaseSettings):
     rate_limit_per_address: str = "60/minute"
     rate_limit_per_email: str = "10/minute"
     # Unset (or `database`): counters in the service's own database, shared by every worker and
-    # instance (api/ratelimit.py); else a `limits` storage URL (`redis://...`, `memory://`).
+    # instance (core/ratelimit.py); else a `limits` storage URL (`redis://...`, `memory://`).
     rate_limit_storage_url: str = ""
     trusted_proxies: str = ""
 
@@ -65,7 +69,7 @@ class Settings(BaseSettings):
     # Fields an operation may select, pages multiplied (graphql_schema/cost.py).
     graphql_max_cost: int = Field(default=5000, ge=1, le=10_000_000)
 
-    # Live updates (README: Live updates; api/events.py). Caps are per instance.
+    # Live updates (README: Live updates; core/events.py). Caps are per instance.
     subscriptions_per_connection: int = Field(default=5, ge=1, le=100)
     subscriptions_per_user: int = Field(default=20, ge=1, le=10_000)
     subscription_queue_size: int = Field(default=100, ge=1, le=10_000)  # events not yet sent
@@ -182,3 +186,14 @@ def resolve_secret(settings: Settings, beside: Path | None) -> str:
             f"invalid setting BETTER_AUTH_SECRET: {path} holds fewer than {MIN_SECRET_BYTES} bytes"
         )
     return secret
+
+
+def database_target(settings: Settings) -> DatabaseTarget:
+    """The database these settings name: DATABASE_URL, else the default SQLite file."""
+    raw = settings.database_url or sqlite_url_for(settings.sqlite_default_path)
+    return parse_database_url(
+        raw,
+        connect_timeout=settings.db_connect_timeout,
+        statement_timeout=settings.db_statement_timeout,
+        pgbouncer=settings.db_pgbouncer,
+    )

@@ -1,15 +1,24 @@
-"""The command line shared by the exporters of the contracts kept in `specs/`.
+"""The contracts kept in `specs/`, as the app serves them: the GraphQL SDL
+(`specs/schema.graphql`, `todo-api export-schema`) and the OpenAPI document
+(`specs/openapi.json`, `todo-api export-openapi`).
 
 `--output FILE` writes the text, `--check FILE` exits 1 when FILE differs (for CI), and with
-neither it goes to standard output.
+neither it goes to standard output. Tests compare both files with what the app serves.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+from api.app import create_app
+from api.settings import load_settings
+from graphql_schema.export import schema_sdl
 
 
 def export_main(render: Callable[[], str], description: str, argv: list[str] | None) -> int:
@@ -30,3 +39,30 @@ def export_main(render: Callable[[], str], description: str, argv: list[str] | N
         return 0
     sys.stdout.write(text)
     return 0
+
+
+def openapi_document() -> dict[str, Any]:
+    """Built from the real app factory, with throwaway settings (nothing is connected)."""
+    with tempfile.TemporaryDirectory() as scratch:
+        settings = load_settings(
+            database_url=f"sqlite:///{scratch}/openapi.db",
+            better_auth_secret="openapi-export-" + "x" * 32,
+            data_dir=scratch,
+        )
+        return create_app(settings).openapi()
+
+
+def render_openapi(document: dict[str, Any]) -> str:
+    return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+
+
+def schema_main(argv: list[str] | None = None) -> int:
+    return export_main(schema_sdl, "Print the GraphQL schema (SDL).", argv)
+
+
+def openapi_main(argv: list[str] | None = None) -> int:
+    return export_main(
+        lambda: render_openapi(openapi_document()),
+        "Print the REST facade's OpenAPI document.",
+        argv,
+    )

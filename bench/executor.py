@@ -51,7 +51,7 @@ from bench.__main__ import git_head, machine_info
 from bench.procs import REPO, CoreLoad, Server, settle
 from bench.seed import seed
 from bench.wrk import WrkRun, check_tools
-from graphql_schema.operations import Caller, TaskRecord
+from core.records import Caller, TaskRecord
 from graphql_schema.types import DateTimeScalar, PageInfo, TaskConnection, _LazyEdge
 
 APP = "bench.executor_app:app"

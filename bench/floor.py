@@ -61,7 +61,7 @@ SQL_LOCK = f"SELECT {_COLUMNS} FROM tasks WHERE id = $1 AND user_id = $2 FOR UPD
 SQL_DELETE = "DELETE FROM tasks WHERE id = $1 AND user_id = $2"
 SQL_LOGIN = "SELECT id, email, password_hash FROM users WHERE email = $1"
 # The service publishes every task write for GraphQL subscriptions in the write's transaction
-# (api/events.py); the floor sends the same NOTIFY (it has no listener: no subscribers).
+# (core/events.py); the floor sends the same NOTIFY (it has no listener: no subscribers).
 SQL_NOTIFY = "SELECT pg_notify($1, pg_current_xact_id()::text || ' ' || $2)"
 EVENTS_CHANNEL = "todo_task_events"
 

@@ -53,8 +53,8 @@ OPERATIONS: list[tuple[str, str, str]] = [
     (
         "token check: identify (JWT only, REST) / authenticate (JWT + user query, GraphQL)",
         "",
-        "graphql_schema/operations.py:identify|graphql_schema/operations.py:authenticate"
-        "|graphql_schema/operations.py:authenticate_until",
+        "core/accounts.py:identify|core/accounts.py:authenticate"
+        "|core/accounts.py:authenticate_until",
     ),
     ("  PyJWT decode/verify", "jwt/", ""),
     ("SQLAlchemy: all frames", "sqlalchemy/", ""),
@@ -81,7 +81,7 @@ OPERATIONS: list[tuple[str, str, str]] = [
     ("  the queries themselves (prepared statements)", "asyncpg/prepared_stmt.py", ""),
     ("REST body parse (rest_facade/body.py)", "rest_facade/body.py", ""),
     ("REST serializers (task_json, strftime)", "rest_facade/serializers.py", ""),
-    ("task events (api/events.py: pg_notify payload)", "api/events.py", ""),
+    ("task events (core/events.py: pg_notify payload)", "core/events.py", ""),
     ("GraphQL: strawberry + graphql-core", "strawberry/|graphql/", ""),
     ("logging module", "logging/", ""),
 ]

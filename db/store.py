@@ -1,7 +1,7 @@
 """Where the operations' statements run: SQLAlchemy on SQLite, a raw asyncpg pool on PostgreSQL.
 
 Each statement is written once, as a SQLAlchemy Core statement with named bind parameters
-(graphql_schema/operations.py builds them once, at import or once per shape). A store runs it:
+(core/tasks.py and core/accounts.py build them once, at import or once per shape). A store runs it:
 
 - `SqlAlchemyStore` (SQLite) through SQLAlchemy's engine, as any Core statement.
 - `AsyncpgStore` (PostgreSQL) compiles it once for the asyncpg dialect and from then on sends

@@ -21,7 +21,10 @@ from typing import Any
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
-from api.settings import ConfigError
+
+class DatabaseUrlError(ValueError):
+    """DATABASE_URL (or a URL given in its place) cannot be used; one line naming the setting."""
+
 
 _PG_SCHEMES = {
     "postgres",
@@ -65,12 +68,12 @@ def parse_database_url(
     try:
         url = make_url(raw.strip())
     except ArgumentError:
-        raise ConfigError("invalid setting DATABASE_URL: not a database URL") from None
+        raise DatabaseUrlError("invalid setting DATABASE_URL: not a database URL") from None
     scheme = url.drivername.lower()
     if scheme in _SQLITE_SCHEMES:
         return _sqlite_target(url)
     if scheme not in _PG_SCHEMES:
-        raise ConfigError(
+        raise DatabaseUrlError(
             f"invalid setting DATABASE_URL: unsupported scheme '{url.drivername}' "
             "(use postgresql:// or sqlite:///)"
         )
@@ -89,7 +92,7 @@ def sqlite_url_for(path: Path) -> str:
 def _sqlite_target(url: URL) -> DatabaseTarget:
     database = url.database or ""
     if not database or database == ":memory:" or database.startswith("file:"):
-        raise ConfigError(
+        raise DatabaseUrlError(
             "invalid setting DATABASE_URL: SQLite needs a file path (sqlite:///path/to/todo.db)"
         )
     return DatabaseTarget(
@@ -112,7 +115,7 @@ def _postgres_target(
         key_lower = key.lower()
         if key_lower == "sslmode":
             if value not in _SSL_MODES:
-                raise ConfigError(f"invalid setting DATABASE_URL: unknown sslmode '{value}'")
+                raise DatabaseUrlError(f"invalid setting DATABASE_URL: unknown sslmode '{value}'")
             connect_args["ssl"] = value
         elif key_lower == "ssl":
             connect_args["ssl"] = value
@@ -122,7 +125,7 @@ def _postgres_target(
             try:
                 connect_args["timeout"] = float(value)
             except ValueError:
-                raise ConfigError("invalid setting DATABASE_URL: connect_timeout") from None
+                raise DatabaseUrlError("invalid setting DATABASE_URL: connect_timeout") from None
         elif key_lower in {"application_name", "options"}:
             server_settings[key_lower] = value
         elif key_lower == "target_session_attrs":
@@ -132,7 +135,7 @@ def _postgres_target(
         elif key_lower == "prepared_statement_cache_size":
             query[key] = value
         else:
-            raise ConfigError(f"invalid setting DATABASE_URL: unsupported parameter '{key}'")
+            raise DatabaseUrlError(f"invalid setting DATABASE_URL: unsupported parameter '{key}'")
     if server_settings:
         connect_args["server_settings"] = server_settings
     if url.host and "-pooler" in url.host:
@@ -142,7 +145,7 @@ def _postgres_target(
         connect_args["statement_cache_size"] = 0
         connect_args["prepared_statement_name_func"] = _unique_statement_name
     if not url.database:
-        raise ConfigError("invalid setting DATABASE_URL: no database name")
+        raise DatabaseUrlError("invalid setting DATABASE_URL: no database name")
     return DatabaseTarget(
         url=url.set(drivername="postgresql+asyncpg", query=query),
         connect_args=connect_args,

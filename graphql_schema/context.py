@@ -13,32 +13,30 @@ from starlette.requests import HTTPConnection
 from strawberry.fastapi import BaseContext
 from strawberry.types import Info
 
-from api import events
-from api.deps import ClientAddressDep, ServicesDep
-from api.services import Services
-from graphql_schema import operations
-from graphql_schema.errors import DomainError, TooManySubscriptions, Unauthenticated
-from graphql_schema.loaders import Loaders, build_loaders
-from graphql_schema.operations import Caller
+from core import events
+from core.errors import DomainError, TooManySubscriptions, Unauthenticated
+from core.records import Caller
+from core.service import TodoService
+from graphql_schema.loaders import Loaders
 
 
 class GraphQLContext(BaseContext):
-    """What resolvers get as `info.context`: services, the caller, the request's loaders."""
+    """What resolvers get as `info.context`: the rules, the caller, the request's loaders."""
 
     def __init__(
         self,
         *,
-        services: Services,
+        service: TodoService,
         client_address: str,
         authorization: str | None,
         websocket: bool = False,
     ) -> None:
         super().__init__()
-        self.services = services
+        self.service = service
         self.client_address = client_address
         self.websocket = websocket
         # A WebSocket context outlives any one operation: its loaders must not cache.
-        self.loaders: Loaders = build_loaders(services, cache=not websocket)
+        self.loaders = Loaders(service, cache=not websocket)
         self._authorization = authorization
         # The token is checked once per context; a failure is remembered like a success.
         self._caller: Caller | DomainError | None = None
@@ -52,7 +50,7 @@ class GraphQLContext(BaseContext):
     async def caller(self) -> Caller:
         """The authenticated caller; Unauthenticated (`Unauthorized`) without a valid token.
 
-        Over HTTP the token is only verified, with no database trip (`operations.identify`):
+        Over HTTP the token is only verified, with no database trip (`Accounts.identify`):
         every operation that takes the caller answers Unauthenticated itself when the account
         is gone, and so do the resolvers that load the caller's user (`me`, `owner`). A
         WebSocket connection's caller was checked at `connection_init`, account included.
@@ -61,9 +59,7 @@ class GraphQLContext(BaseContext):
         if caller is None:
             if not self.websocket:
                 try:
-                    caller = operations.identify(
-                        services=self.services, authorization=self._authorization
-                    )
+                    caller = self.service.accounts.identify(self._authorization)
                 except DomainError as exc:
                     caller = exc
                 self._caller = caller
@@ -79,9 +75,7 @@ class GraphQLContext(BaseContext):
         async with self._caller_lock:
             if self._caller is None:
                 try:
-                    self._caller = await operations.authenticate(
-                        services=self.services, authorization=self._authorization
-                    )
+                    self._caller = await self.service.accounts.authenticate(self._authorization)
                 except DomainError as exc:
                     self._caller = exc
             return self._caller
@@ -93,9 +87,7 @@ class GraphQLContext(BaseContext):
         authorization = connection_authorization(self.connection_params)
         if authorization is None:
             authorization = self._authorization
-        authentication = await operations.authenticate_until(
-            services=self.services, authorization=authorization
-        )
+        authentication = await self.service.accounts.authenticate_until(authorization)
         async with self._caller_lock:
             self._caller = authentication.caller
             self.expires_at = authentication.expires_at
@@ -103,14 +95,14 @@ class GraphQLContext(BaseContext):
     @asynccontextmanager
     async def task_events(self, caller: Caller) -> AsyncIterator[events.Subscription]:
         """The caller's task events from now on, within the per-connection and per-user caps."""
-        limit = self.services.settings.subscriptions_per_connection
+        limit = self.service.subscriptions_per_connection
         if self.open_subscriptions >= limit:
             raise TooManySubscriptions(
                 f"Too many subscriptions on this connection (at most {limit})"
             )
         self.open_subscriptions += 1
         try:
-            async with self.services.events.subscribe(caller.user_id) as subscription:
+            async with self.service.events.subscribe(caller.user_id) as subscription:
                 yield subscription
         finally:
             self.open_subscriptions -= 1
@@ -138,12 +130,12 @@ def connection_authorization(params: object) -> str | None:
 GraphQLInfo: TypeAlias = Info[GraphQLContext, None]
 
 
-async def get_context(
-    connection: HTTPConnection, services: ServicesDep, client_address: ClientAddressDep
-) -> GraphQLContext:
+async def get_context(connection: HTTPConnection) -> GraphQLContext:
+    service: TodoService = connection.app.state.todo
+    peer = connection.client.host if connection.client else None
     return GraphQLContext(
-        services=services,
-        client_address=client_address,
+        service=service,
+        client_address=service.client_address(peer, connection.headers.get("x-forwarded-for")),
         authorization=connection.headers.get("authorization"),
         websocket=connection.scope["type"] == "websocket",
     )

@@ -34,10 +34,12 @@ from strawberry.extensions.runner import SchemaExtensionsRunner
 from strawberry.schema.schema import validate_document
 from strawberry.types import ExecutionContext, StreamExecutionResult
 
-from api.metrics import record_graphql_operation
+from core.errors import DomainError, ErrorCode, RateLimited
 from graphql_schema.cost import operation_cost, paged_fields
 from graphql_schema.document_cache import DocumentCache
-from graphql_schema.errors import DomainError, ErrorCode, RateLimited
+
+# (operation name or None, outcome: "ok" or the first error's code)
+OperationReport = Callable[[str | None, str], None]
 
 MAX_DEPTH = 10
 MAX_ALIASES = 15
@@ -150,7 +152,15 @@ class OperationGuard:
     `create_extensions_runner`.
     """
 
-    def __init__(self, *, introspection: bool, max_cost: int = DEFAULT_MAX_COST) -> None:
+    def __init__(
+        self,
+        *,
+        introspection: bool,
+        max_cost: int = DEFAULT_MAX_COST,
+        report: OperationReport | None = None,
+    ) -> None:
+        # Told each operation's name and outcome (the app's metrics: api/metrics.py).
+        self.report = report
         rules = _LIMIT_RULES if introspection else [*_LIMIT_RULES, *_NO_INTROSPECTION_RULES]
         # Suggestions would name the types and fields that introspection hides.
         self.hide_suggestions = not introspection
@@ -254,7 +264,8 @@ class GuardedRunner(SchemaExtensionsRunner):
             first = errors[0].extensions
             assert first is not None  # presented above: every error has its code
             outcome = str(first["code"])
-        record_graphql_operation(self.execution_context.operation_name, outcome)
+        if self.guard.report is not None:
+            self.guard.report(self.execution_context.operation_name, outcome)
 
     def _parse(self) -> None:
         # A document that does not parse is left to Strawberry: raised from this hook, a

@@ -12,8 +12,8 @@ import binascii
 import uuid
 from datetime import datetime
 
-from graphql_schema.errors import InvalidInput
-from graphql_schema.operations import TaskPosition, TaskRecord
+from core.errors import InvalidInput
+from core.records import TaskPosition, TaskRecord
 
 DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100

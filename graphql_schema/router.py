@@ -10,7 +10,7 @@ editor) for browsers, 400 for malformed requests. What this adds:
 - A rejected request gets a JSON body `{"errors": [{"message": ...}]}` instead of plain text;
   a mutation over GET is 405 with `Allow: POST`; other methods are 405 too.
 - Bodies over 1 MiB are refused (413) while they stream, as the REST facade does.
-- GraphiQL is the service's own page (graphql_schema/graphiql.py): pinned assets, a
+- GraphiQL is the service's own page (api/graphiql.py): pinned assets, a
   Content-Security-Policy, and the token stored in the browser only when the user asks.
 - Subscriptions run over WebSocket on the same path (graphql_schema/websocket.py): the token
   comes with `connection_init`, pages on FRONTEND_URL's origins may connect, idle sockets
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -39,12 +40,9 @@ from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 from strawberry.types.unset import UNSET, UnsetType
 
-from api.deps import get_client_address, get_services
-from api.settings import Settings
+from core.errors import ErrorCode
 from graphql_schema.context import GraphQLContext, get_context
-from graphql_schema.errors import ErrorCode
-from graphql_schema.extensions import is_presented, present
-from graphql_schema.graphiql import graphiql_response
+from graphql_schema.extensions import OperationReport, is_presented, present
 from graphql_schema.schema import build_schema
 from graphql_schema.websocket import (
     LegacyWSHandler,
@@ -201,8 +199,15 @@ class GraphQLHTTPRouter(GraphQLRouter[GraphQLContext, None]):
     graphql_transport_ws_handler_class = TransportWSHandler
     graphql_ws_handler_class = LegacyWSHandler
 
-    def __init__(self, schema: BaseSchema, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        schema: BaseSchema,
+        *,
+        graphiql_page: Callable[[Request], HTMLResponse] | None = None,
+        **kwargs: Any,
+    ) -> None:
         router = self
+        self.graphiql_page = graphiql_page
 
         class Route(APIRoute):
             """Strawberry's GET and POST routes, served without FastAPI's dependency solving.
@@ -229,15 +234,13 @@ class GraphQLHTTPRouter(GraphQLRouter[GraphQLContext, None]):
 
     async def serve_http(self, request: Request) -> Response:
         """What Strawberry's `handle_http_get`/`handle_http_post` do once FastAPI solved their
-        dependencies: the same context (`get_context` on api.deps' own dependencies), an empty
+        dependencies: the same context (`get_context`), an empty
         sub-response, background tasks that run after the response."""
         sub_response = Response()  # as FastAPI makes it: no status, no headers
         del sub_response.headers["content-length"]
         sub_response.status_code = None  # type: ignore[assignment]
         background_tasks = BackgroundTasks()
-        context = await get_context(
-            request, await get_services(request), await get_client_address(request)
-        )
+        context = await get_context(request)
         context.request = request
         context.background_tasks = background_tasks
         context.response = sub_response
@@ -271,8 +274,9 @@ class GraphQLHTTPRouter(GraphQLRouter[GraphQLContext, None]):
         return super().encode_json(data)
 
     async def render_graphql_ide(self, request: Request) -> HTMLResponse:
-        """The service's GraphiQL page (graphql_schema/graphiql.py), not Strawberry's."""
-        return graphiql_response(request)
+        """The service's GraphiQL page (api/graphiql.py), not Strawberry's."""
+        assert self.graphiql_page is not None  # graphql_ide is None without it
+        return self.graphiql_page(request)
 
     async def on_ws_connect(self, context: GraphQLContext) -> UnsetType:
         return await authenticate_connection(context)
@@ -326,20 +330,31 @@ async def _method_not_allowed(request: Request) -> Response:
     )
 
 
-def build_graphql_router(settings: Settings) -> GraphQLHTTPRouter:
-    """The /graphql endpoint; mount it with `app.include_router(router, prefix="/graphql")`."""
-    introspection = settings.graphql_introspection
+def build_graphql_router(
+    *,
+    introspection: bool,
+    max_cost: int,
+    allowed_origins: list[str],
+    keep_alive_seconds: float,
+    graphiql_page: Callable[[Request], HTMLResponse] | None,
+    report: OperationReport | None = None,
+) -> GraphQLHTTPRouter:
+    """The /graphql endpoint; mount it with `app.include_router(router, prefix="/graphql")`.
+
+    `graphiql_page` answers browsers' GETs; without it, or without introspection (GraphiQL
+    could not load the schema), there is no GraphiQL."""
+    with_ide = graphiql_page is not None and introspection
     router = GraphQLHTTPRouter(
-        build_schema(introspection=introspection, max_cost=settings.graphql_max_cost),
+        build_schema(introspection=introspection, max_cost=max_cost, report=report),
+        graphiql_page=graphiql_page if with_ide else None,
         context_getter=get_context,
-        # Without introspection GraphiQL could not load the schema; hide it as well.
-        graphql_ide="graphiql" if introspection else None,
+        graphql_ide="graphiql" if with_ide else None,
         # The SDL in specs/ documents this endpoint; the OpenAPI document is the REST facade's.
         include_in_schema=False,
         # WebSocket: browsers send Origin; the frontend's pages may connect, others may not.
-        allowed_origins=settings.cors_origins,
+        allowed_origins=allowed_origins,
         keep_alive=True,  # legacy graphql-ws `ka`; graphql-transport-ws pings in the handler
-        keep_alive_interval=settings.ws_keepalive_seconds,
+        keep_alive_interval=keep_alive_seconds,
         connection_init_wait_timeout=timedelta(seconds=10),
     )
     router.add_api_route(

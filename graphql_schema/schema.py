@@ -1,4 +1,4 @@
-"""The GraphQL schema: root fields that translate arguments, call one operation, wrap records.
+"""The GraphQL schema: root fields that translate arguments, call one use case, wrap records.
 
 Every root field except `signup` and `login` starts with `info.context.caller()`, which
 raises UNAUTHENTICATED (`Unauthorized`) without a valid token; tests check that for every
@@ -20,17 +20,18 @@ from strawberry.types import ExecutionContext, ExecutionResult
 from strawberry.types.graphql import OperationType
 from strawberry.types.unset import UNSET
 
-from api.logging import loggable_error_message
-from graphql_schema import operations
+from core.errors import NotFound, Unauthenticated
+from core.validation import MISSING
 from graphql_schema.context import GraphQLInfo
-from graphql_schema.errors import NotFound, Unauthenticated
 from graphql_schema.extensions import (
     DEFAULT_MAX_COST,
     GuardedRunner,
     OperationGuard,
+    OperationReport,
     is_unexpected,
 )
 from graphql_schema.pagination import DEFAULT_PAGE_SIZE
+from graphql_schema.privacy import loggable_error_message
 from graphql_schema.types import (
     AfterArgument,
     AuthPayload,
@@ -45,7 +46,6 @@ from graphql_schema.types import (
     User,
     task_connection,
 )
-from graphql_schema.validation import MISSING
 
 log = logging.getLogger("todo.graphql")
 
@@ -68,9 +68,7 @@ class Query:
     async def task(self, info: GraphQLInfo, id: strawberry.ID) -> Task | None:
         caller = await info.context.caller()
         try:
-            record = await operations.get_task(
-                services=info.context.services, caller=caller, task_id=id
-            )
+            record = await info.context.service.tasks.get(caller, id)
         except NotFound:
             return None
         return Task.from_record(record)
@@ -91,8 +89,7 @@ class Query:
 class Mutation:
     @strawberry.mutation(description="Create an account; the email is trimmed and lower-cased.")
     async def signup(self, info: GraphQLInfo, email: str, password: str) -> AuthPayload:
-        result = await operations.signup(
-            services=info.context.services,
+        result = await info.context.service.accounts.signup(
             client_address=info.context.client_address,
             email=email,
             password=password,
@@ -101,8 +98,7 @@ class Mutation:
 
     @strawberry.mutation(description="Exchange email and password for a token.")
     async def login(self, info: GraphQLInfo, email: str, password: str) -> AuthPayload:
-        result = await operations.login(
-            services=info.context.services,
+        result = await info.context.service.accounts.login(
             client_address=info.context.client_address,
             email=email,
             password=password,
@@ -112,9 +108,8 @@ class Mutation:
     @strawberry.mutation(description="Create a task for the caller.")
     async def create_task(self, info: GraphQLInfo, input: CreateTaskInput) -> Task:
         caller = await info.context.caller()
-        record = await operations.create_task(
-            services=info.context.services,
-            caller=caller,
+        record = await info.context.service.tasks.create(
+            caller,
             title=input.title,
             description=MISSING if input.description is UNSET else input.description,
         )
@@ -126,21 +121,14 @@ class Mutation:
         self, info: GraphQLInfo, id: strawberry.ID, input: UpdateTaskInput
     ) -> Task:
         caller = await info.context.caller()
-        record = await operations.update_task(
-            services=info.context.services,
-            caller=caller,
-            task_id=id,
-            fields=input.present_fields(),
-        )
+        record = await info.context.service.tasks.update(caller, id, input.present_fields())
         info.context.loaders.forget_tasks()
         return Task.from_record(record)
 
     @strawberry.mutation(description="Delete one of the caller's tasks; returns its id.")
     async def delete_task(self, info: GraphQLInfo, id: strawberry.ID) -> strawberry.ID:
         caller = await info.context.caller()
-        deleted = await operations.delete_task(
-            services=info.context.services, caller=caller, task_id=id
-        )
+        deleted = await info.context.service.tasks.delete(caller, id)
         info.context.loaders.forget_tasks()
         return strawberry.ID(str(deleted))
 
@@ -213,12 +201,17 @@ class TodoSchema(strawberry.Schema):
                 log.debug("GraphQL error: %s", loggable_error_message(error.message))
 
 
-def build_schema(*, introspection: bool = True, max_cost: int = DEFAULT_MAX_COST) -> TodoSchema:
+def build_schema(
+    *,
+    introspection: bool = True,
+    max_cost: int = DEFAULT_MAX_COST,
+    report: OperationReport | None = None,
+) -> TodoSchema:
     return TodoSchema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
-        guard=OperationGuard(introspection=introspection, max_cost=max_cost),
+        guard=OperationGuard(introspection=introspection, max_cost=max_cost, report=report),
         config=StrawberryConfig(
             scalar_map={datetime: DateTimeScalar},
             # "Did you mean ...?" would reveal field names that introspection hides.

@@ -11,11 +11,11 @@ import strawberry
 from strawberry.types.scalar import ScalarDefinition
 from strawberry.types.unset import UNSET
 
-from api import events
+from core import events
+from core.errors import InvalidInput, Unauthenticated
+from core.records import AuthResult, Caller, TaskRecord, UserRecord
 from graphql_schema.context import GraphQLContext, GraphQLInfo
-from graphql_schema.errors import InvalidInput, Unauthenticated
 from graphql_schema.loaders import CountKey, PageKey
-from graphql_schema.operations import AuthResult, Caller, TaskRecord, UserRecord
 from graphql_schema.pagination import (
     DEFAULT_PAGE_SIZE,
     MAX_PAGE_SIZE,
@@ -263,7 +263,7 @@ class UpdateTaskInput:
     )
 
     def present_fields(self) -> dict[str, object]:
-        """The fields given, explicit nulls included, as `operations.update_task` takes them."""
+        """The fields given, explicit nulls included, as `Tasks.update` takes them."""
         given = {
             "title": self.title,
             "description": self.description,

@@ -38,8 +38,8 @@ from strawberry.subscriptions.protocols.graphql_ws.types import (
 )
 from strawberry.types.unset import UNSET, UnsetType
 
+from core.errors import DomainError, Unavailable
 from graphql_schema.context import GraphQLContext
-from graphql_schema.errors import DomainError, Unavailable
 
 log = logging.getLogger("todo.graphql.ws")
 

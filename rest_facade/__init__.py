@@ -1,1 +1,1 @@
-"""The REST compatibility facade: the contracted `/api/...` endpoints over the operations."""
+"""The REST compatibility facade: the contracted `/api/...` endpoints over the use cases (core/)."""

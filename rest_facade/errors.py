@@ -11,7 +11,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.routing import Match
 
-from graphql_schema.errors import DomainError, ErrorCode, RateLimited
+from core.errors import DomainError, ErrorCode, RateLimited
 
 log = logging.getLogger("todo.rest")
 

@@ -1,4 +1,4 @@
-"""The `/api` routes: read the request, call one operation, shape the response. No rules here.
+"""The `/api` routes: read the request, call one use case, shape the response. No rules here.
 
 The FastAPI declarations below are the one description of the routes: the OpenAPI document,
 404 and 405 answers and the metrics' route labels come from them. Requests for them are served
@@ -20,12 +20,11 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute
 from starlette.types import Receive, Scope, Send
 
-from api.deps import CallerDep, ClientAddressDep, ServicesDep, caller_of, client_address
-from api.services import Services
-from graphql_schema import operations
-from graphql_schema.errors import DomainError
-from graphql_schema.validation import MISSING
+from core.errors import DomainError
+from core.service import TodoService
+from core.validation import MISSING
 from rest_facade.body import read_json_object
+from rest_facade.deps import CallerDep, ClientAddressDep, ServiceDep, caller_of, client_address
 from rest_facade.errors import HttpError, domain_error_response, error_response
 from rest_facade.openapi import (
     CREATE_TASK_BODY,
@@ -55,10 +54,9 @@ def json_response(payload: Any, status: int = 200) -> Response:
     openapi_extra=SIGNUP_BODY,
     responses=responses(201, 400, 409, 413, 429, 503),
 )
-async def signup(request: Request, services: ServicesDep, address: ClientAddressDep) -> Response:
+async def signup(request: Request, service: ServiceDep, address: ClientAddressDep) -> Response:
     body = await read_json_object(request)
-    result = await operations.signup(
-        services=services,
+    result = await service.accounts.signup(
         client_address=address,
         email=body.get("email", MISSING),
         password=body.get("password", MISSING),
@@ -73,10 +71,9 @@ async def signup(request: Request, services: ServicesDep, address: ClientAddress
     openapi_extra=LOGIN_BODY,
     responses=responses(200, 400, 401, 413, 429, 503),
 )
-async def login(request: Request, services: ServicesDep, address: ClientAddressDep) -> Response:
+async def login(request: Request, service: ServiceDep, address: ClientAddressDep) -> Response:
     body = await read_json_object(request)
-    result = await operations.login(
-        services=services,
+    result = await service.accounts.login(
         client_address=address,
         email=body.get("email", MISSING),
         password=body.get("password", MISSING),
@@ -90,8 +87,8 @@ async def login(request: Request, services: ServicesDep, address: ClientAddressD
     tags=["tasks"],
     responses=responses("list", 401, 503),
 )
-async def list_tasks(services: ServicesDep, caller: CallerDep) -> Response:
-    tasks = await operations.list_tasks(services=services, caller=caller)
+async def list_tasks(service: ServiceDep, caller: CallerDep) -> Response:
+    tasks = await service.tasks.list(caller)
     return json_response({"tasks": [task_json(t) for t in tasks]})
 
 
@@ -103,11 +100,10 @@ async def list_tasks(services: ServicesDep, caller: CallerDep) -> Response:
     openapi_extra=CREATE_TASK_BODY,
     responses=responses("task201", 400, 401, 413, 503),
 )
-async def create_task(request: Request, services: ServicesDep, caller: CallerDep) -> Response:
+async def create_task(request: Request, service: ServiceDep, caller: CallerDep) -> Response:
     body = await read_json_object(request)
-    task = await operations.create_task(
-        services=services,
-        caller=caller,
+    task = await service.tasks.create(
+        caller,
         title=body.get("title", MISSING),
         description=body.get("description", MISSING),
     )
@@ -120,8 +116,8 @@ async def create_task(request: Request, services: ServicesDep, caller: CallerDep
     tags=["tasks"],
     responses=responses("task", 401, 404, 503),
 )
-async def get_task(task_id: str, services: ServicesDep, caller: CallerDep) -> Response:
-    task = await operations.get_task(services=services, caller=caller, task_id=task_id)
+async def get_task(task_id: str, service: ServiceDep, caller: CallerDep) -> Response:
+    task = await service.tasks.get(caller, task_id)
     return json_response({"task": task_json(task)})
 
 
@@ -133,12 +129,10 @@ async def get_task(task_id: str, services: ServicesDep, caller: CallerDep) -> Re
     responses=responses("task", 400, 401, 404, 413, 503),
 )
 async def update_task(
-    task_id: str, request: Request, services: ServicesDep, caller: CallerDep
+    task_id: str, request: Request, service: ServiceDep, caller: CallerDep
 ) -> Response:
     body = await read_json_object(request)
-    task = await operations.update_task(
-        services=services, caller=caller, task_id=task_id, fields=body
-    )
+    task = await service.tasks.update(caller, task_id, body)
     return json_response({"task": task_json(task)})
 
 
@@ -149,54 +143,60 @@ async def update_task(
     tags=["tasks"],
     responses=responses(204, 401, 404, 503),
 )
-async def delete_task(task_id: str, services: ServicesDep, caller: CallerDep) -> Response:
-    await operations.delete_task(services=services, caller=caller, task_id=task_id)
+async def delete_task(task_id: str, service: ServiceDep, caller: CallerDep) -> Response:
+    await service.tasks.delete(caller, task_id)
     return Response(status_code=204)
 
 
 # --- served directly --------------------------------------------------------------------------
 
 # Each calls its endpoint as FastAPI would, dependencies first: an invalid token is a 401
-# before the body is read. (services, scope, receive, the path parameter) -> response.
-DirectHandler = Callable[[Services, Scope, Receive, str], Awaitable[Response]]
+# before the body is read. (service, scope, receive, the path parameter) -> response.
+DirectHandler = Callable[[TodoService, Scope, Receive, str], Awaitable[Response]]
 
 
-async def _signup(services: Services, scope: Scope, receive: Receive, _param: str) -> Response:
+async def _signup(service: TodoService, scope: Scope, receive: Receive, _param: str) -> Response:
     request = Request(scope, receive)
-    address = client_address(request, services.settings.trusted_proxy_list)
-    return await signup(request, services, address)
+    address = client_address(service, request)
+    return await signup(request, service, address)
 
 
-async def _login(services: Services, scope: Scope, receive: Receive, _param: str) -> Response:
+async def _login(service: TodoService, scope: Scope, receive: Receive, _param: str) -> Response:
     request = Request(scope, receive)
-    address = client_address(request, services.settings.trusted_proxy_list)
-    return await login(request, services, address)
+    address = client_address(service, request)
+    return await login(request, service, address)
 
 
-async def _list_tasks(services: Services, scope: Scope, _receive: Receive, _param: str) -> Response:
-    return await list_tasks(services, caller_of(services, scope))
+async def _list_tasks(
+    service: TodoService, scope: Scope, _receive: Receive, _param: str
+) -> Response:
+    return await list_tasks(service, caller_of(service, scope))
 
 
-async def _create_task(services: Services, scope: Scope, receive: Receive, _param: str) -> Response:
-    caller = caller_of(services, scope)
-    return await create_task(Request(scope, receive), services, caller)
+async def _create_task(
+    service: TodoService, scope: Scope, receive: Receive, _param: str
+) -> Response:
+    caller = caller_of(service, scope)
+    return await create_task(Request(scope, receive), service, caller)
 
 
-async def _get_task(services: Services, scope: Scope, _receive: Receive, task_id: str) -> Response:
-    return await get_task(task_id, services, caller_of(services, scope))
+async def _get_task(
+    service: TodoService, scope: Scope, _receive: Receive, task_id: str
+) -> Response:
+    return await get_task(task_id, service, caller_of(service, scope))
 
 
 async def _update_task(
-    services: Services, scope: Scope, receive: Receive, task_id: str
+    service: TodoService, scope: Scope, receive: Receive, task_id: str
 ) -> Response:
-    caller = caller_of(services, scope)
-    return await update_task(task_id, Request(scope, receive), services, caller)
+    caller = caller_of(service, scope)
+    return await update_task(task_id, Request(scope, receive), service, caller)
 
 
 async def _delete_task(
-    services: Services, scope: Scope, _receive: Receive, task_id: str
+    service: TodoService, scope: Scope, _receive: Receive, task_id: str
 ) -> Response:
-    return await delete_task(task_id, services, caller_of(services, scope))
+    return await delete_task(task_id, service, caller_of(service, scope))
 
 
 _DIRECT: dict[Callable[..., Any], DirectHandler] = {
@@ -230,14 +230,14 @@ class DirectRoutes:
 
     def __init__(
         self,
-        services: Services,
+        service: TodoService,
         routes: Iterable[BaseRoute] = router.routes,
         *,
         extra: Mapping[tuple[str, str], DirectHandler] | None = None,
     ) -> None:
         """`extra`: more handlers by (method, path), for routes declared elsewhere (the app's
         /graphql); they answer every request themselves, errors included."""
-        self._services = services
+        self._service = service
         self._static: dict[tuple[str, str], DirectRoute] = {
             (method, path): DirectRoute(path, handler, "")
             for (method, path), handler in (extra or {}).items()
@@ -272,7 +272,7 @@ class DirectRoutes:
 
     async def serve(self, route: DirectRoute, scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            response = await route.handler(self._services, scope, receive, route.param)
+            response = await route.handler(self._service, scope, receive, route.param)
         except DomainError as exc:
             response = domain_error_response(exc)
         except HttpError as exc:

@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from graphql_schema.operations import AuthResult, TaskRecord
+from core.records import AuthResult, TaskRecord
 
 JSON_OPTIONS = orjson.OPT_UTC_Z
 

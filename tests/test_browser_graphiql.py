@@ -1,6 +1,6 @@
 """GraphiQL in headless Chromium: sign up, set the token header, see your tasks.
 
-GraphiQL's page (graphql_schema/graphiql.html) loads React and GraphiQL from unpkg.com, which
+GraphiQL's page (api/graphiql.html) loads React and GraphiQL from unpkg.com, which
 this network cannot reach. The test packs exactly the package versions the page names from the
 npm registry and answers the browser's requests for unpkg URLs from them (tests/browser/cdn.py,
 specs/decisions.md 14); the browser still checks each file against the page's Subresource
@@ -43,7 +43,7 @@ def _open_graphiql(browser, base: str, assets: Path, errors: list[str]):  # type
 
 
 # GraphiQL's settings dialog says so on every page whose body hides its overflow, as
-# Strawberry's page does; it is not an error here (graphql_schema/graphiql.py).
+# Strawberry's page does; it is not an error here (api/graphiql.py).
 _SCROLL_LOCK_NOTICE = "react-remove-scroll-bar: cannot calculate scrollbar size"
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import types
 from pathlib import Path
 from typing import Any
 
@@ -169,32 +168,23 @@ def test_export_schema_prints_the_sdl(capsys: pytest.CaptureFixture[str]) -> Non
     assert "type Query" in out and "type Mutation" in out
 
 
-def test_export_schema_hands_over_its_arguments(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+SPECS = Path(__file__).resolve().parent.parent / "specs"
+
+
+def test_export_commands_take_output_and_check(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    seen: list[list[str]] = []
-    fake = types.ModuleType("graphql_schema.export")
-
-    def fake_main() -> int:
-        seen.append(list(sys.argv))
-        print("type Query { fake: Int }")
-        return 3
-
-    fake.main = fake_main  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "graphql_schema.export", fake)
-    argv = list(sys.argv)
-    assert cli.main(["export-schema", "--check", "specs/schema.graphql"]) == 3
-    assert seen == [["todo-api export-schema", "--check", "specs/schema.graphql"]]
-    assert sys.argv == argv
-    assert "fake" in capsys.readouterr().out
-
-
-def test_export_schema_without_the_module_says_so(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    monkeypatch.setitem(sys.modules, "graphql_schema.export", None)  # import now fails
-    assert cli.main(["export-schema"]) == 1
-    assert "graphql_schema.export" in capsys.readouterr().err
+    for command, spec in (("export-schema", "schema.graphql"), ("export-openapi", "openapi.json")):
+        current = SPECS / spec
+        assert cli.main([command, "--check", str(current)]) == 0
+        written = tmp_path / spec
+        assert cli.main([command, "--check", str(written)]) == 1  # missing counts as stale
+        assert cli.main([command, "--output", str(written)]) == 0
+        assert written.read_text(encoding="utf-8") == current.read_text(encoding="utf-8")
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        cli.main(["export-openapi", "--bogus"])
+    assert "todo-api export-openapi" in capsys.readouterr().err
 
 
 def test_the_todo_api_script_is_installed(tmp_path: Path) -> None:

@@ -13,8 +13,7 @@ from fastapi import FastAPI
 
 from api.app import create_app
 from api.settings import Settings
-from graphql_schema import operations
-from graphql_schema.errors import Unavailable
+from core.errors import Unavailable
 from tests.conftest import Account, serve, signup
 from tests.graphql_helpers import create_task, error_codes, gql, gql_error
 
@@ -22,15 +21,16 @@ MISSING_ID = "00000000-0000-4000-8000-000000000000"
 
 
 async def test_unexpected_errors_are_masked_and_logged(
+    app: Any,
     client: httpx.AsyncClient,
     alice: Account,
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    async def broken(**_kwargs: Any) -> Any:
+    async def broken(*_args: Any, **_kwargs: Any) -> Any:
         raise RuntimeError("secret detail: /srv/app/db.py SELECT password_hash")
 
-    monkeypatch.setattr(operations, "get_task", broken)
+    monkeypatch.setattr(app.state.todo.tasks, "get", broken)
     query = f'{{ me {{ email }} task(id: "{MISSING_ID}") {{ id }} }}'
     with caplog.at_level(logging.ERROR, logger="todo.graphql"):
         response = await client.post("/graphql", json={"query": query}, headers=alice.headers)
@@ -57,29 +57,30 @@ async def test_known_errors_are_not_logged_as_errors(
 
 
 async def test_an_unreachable_database_is_unavailable(
-    client: httpx.AsyncClient, alice: Account, monkeypatch: pytest.MonkeyPatch
+    app: Any, client: httpx.AsyncClient, alice: Account, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async def down(**_kwargs: Any) -> Any:
+    async def down(*_args: Any, **_kwargs: Any) -> Any:
         raise Unavailable()
 
-    monkeypatch.setattr(operations, "create_task", down)
+    monkeypatch.setattr(app.state.todo.tasks, "create", down)
     query = 'mutation { createTask(input: {title: "t"}) { id } }'
     code, message = await gql_error(client, query, headers=alice.headers)
     assert (code, message) == ("UNAVAILABLE", "Service temporarily unavailable")
 
 
 async def test_one_failing_alias_leaves_the_others(
-    client: httpx.AsyncClient, alice: Account, monkeypatch: pytest.MonkeyPatch
+    app: Any, client: httpx.AsyncClient, alice: Account, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     good = await create_task(client, alice, "fine")
-    real_get_task = operations.get_task
+    tasks = app.state.todo.tasks
+    real_get = tasks.get
 
-    async def flaky(**kwargs: Any) -> Any:
-        if kwargs["task_id"] == MISSING_ID:
+    async def flaky(caller: Any, task_id: object) -> Any:
+        if task_id == MISSING_ID:
             raise ValueError("boom")
-        return await real_get_task(**kwargs)
+        return await real_get(caller, task_id)
 
-    monkeypatch.setattr(operations, "get_task", flaky)
+    monkeypatch.setattr(tasks, "get", flaky)
     query = f'{{ a: task(id: "{good["id"]}") {{ title }} b: task(id: "{MISSING_ID}") {{ id }} }}'
     body = await gql(client, query, headers=alice.headers, errors=True)
     assert body["data"] == {"a": {"title": "fine"}, "b": None}

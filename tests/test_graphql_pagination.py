@@ -11,8 +11,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from graphql_schema import operations
-from graphql_schema.operations import Caller
+from core.records import Caller
 from tests.conftest import Account
 from tests.graphql_helpers import (
     count_statements,
@@ -245,29 +244,25 @@ async def test_nested_connections_are_loaded_once(
     assert len(statements) <= 4, statements
 
 
-async def test_pages_of_several_owners_load_in_one_statement(
+async def test_a_page_is_one_statement_over_the_callers_rows_only(
     app: FastAPI, client: httpx.AsyncClient, alice: Account, bob: Account
 ) -> None:
-    """The batch behind User.tasks: one UNION ALL, each owner's own rows only."""
+    """The page behind `tasks`: one statement, the caller's own rows, one more than asked."""
     await insert_tasks(app, alice, 3)
     await insert_tasks(app, bob, 2)
-    services = app.state.services
-    # Checked callers: this is about the batch statement, not the gone-account check.
-    owners = [
-        Caller(uuid.UUID(owner_id), account_checked=True)
-        for owner_id in (alice.id, bob.id, str(uuid.uuid4()))
-    ]
+    tasks = app.state.todo.tasks
+    # A checked caller: this is about the page statement, not the gone-account check.
+    caller = Caller(uuid.UUID(alice.id), account_checked=True)
     with count_statements(app) as statements:
-        pages = await operations.load_task_pages(
-            services=services, owners=owners, first=2, after=None, completed=None
-        )
+        page = await tasks.page(caller, first=2, after=None, completed=None)
     assert len(statements) == 1
-    alice_page, bob_page, nobody_page = (pages[owner.user_id] for owner in owners)
     alice_newest = [uuid.UUID(task_id) for task_id in await rest_ids(client, alice)][:2]
-    assert [task.id for task in alice_page.tasks] == alice_newest
-    assert alice_page.has_next_page is True
-    assert {t.user_id for t in bob_page.tasks} == {uuid.UUID(bob.id)}
-    assert bob_page.has_next_page is False
-    assert nobody_page.tasks == [] and nobody_page.has_next_page is False
-    counts = await operations.count_tasks(services=services, owners=owners, completed=None)
-    assert [counts[owner.user_id] for owner in owners] == [3, 2, 0]
+    assert [task.id for task in page.tasks] == alice_newest
+    assert page.has_next_page is True
+    with count_statements(app) as statements:
+        assert await tasks.count(caller, completed=None) == 3
+    assert len(statements) == 1
+    nobody = Caller(uuid.uuid4(), account_checked=True)
+    empty = await tasks.page(nobody, first=2, after=None, completed=None)
+    assert empty.tasks == [] and empty.has_next_page is False
+    assert await tasks.count(nobody, completed=None) == 0

@@ -14,7 +14,7 @@ from graphql import (
     print_schema,
 )
 
-from graphql_schema.export import main as export_main
+from api.specfile import schema_main as export_main
 from graphql_schema.export import schema_sdl
 from tests.graphql_helpers import gql
 

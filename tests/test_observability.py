@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -30,7 +31,6 @@ from api.logging import (
 )
 from api.metrics import MAX_GRAPHQL_OPERATION_NAMES, RouteTemplates, record_graphql_operation
 from api.settings import load_settings
-from graphql_schema import operations
 from tests.conftest import FRONTEND, TEST_SECRET, Account, serve
 from tests.live import running
 
@@ -104,15 +104,16 @@ async def test_one_line_per_request_with_its_facts(
 
 
 async def test_a_5xx_is_logged_once_with_its_trace_and_the_request_id(
+    app: Any,
     client: httpx.AsyncClient,
     alice: Account,
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    async def explode(**_kwargs: object) -> None:
+    async def explode(*_args: object, **_kwargs: object) -> None:
         raise RuntimeError("boom in list_tasks")
 
-    monkeypatch.setattr(operations, "list_tasks", explode)
+    monkeypatch.setattr(app.state.todo.tasks, "list", explode)
     caplog.handler.addFilter(RequestContextFilter())
     caplog.set_level(logging.INFO)
     response = await client.get("/api/tasks", headers={**alice.headers, "X-Request-ID": "r-500"})

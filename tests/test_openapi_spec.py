@@ -7,7 +7,7 @@ from pathlib import Path
 
 import httpx
 
-from rest_facade.export import main
+from api.specfile import openapi_main as main
 
 SPEC = Path(__file__).resolve().parent.parent / "specs" / "openapi.json"
 
@@ -16,7 +16,7 @@ async def test_served_document_matches_specs(client: httpx.AsyncClient) -> None:
     response = await client.get("/openapi.json")
     assert response.status_code == 200
     assert response.json() == json.loads(SPEC.read_text(encoding="utf-8")), (
-        "specs/openapi.json is stale: python -m rest_facade.export --output specs/openapi.json"
+        "specs/openapi.json is stale: python -m api export-openapi --output specs/openapi.json"
     )
 
 

@@ -21,7 +21,7 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy.engine import make_url
 
-import api.ratelimit
+import core.ratelimit
 from api.app import create_app
 from api.settings import Settings
 from tests.conftest import TEST_SECRET, serve
@@ -153,8 +153,8 @@ async def test_the_postgresql_table_is_unlogged(make_settings: Callable[..., Set
 async def test_expired_windows_are_deleted_in_bounded_batches(
     make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(api.ratelimit, "SWEEP_EVERY_ATTEMPTS", 1)
-    monkeypatch.setattr(api.ratelimit, "SWEEP_BATCH", 5)
+    monkeypatch.setattr(core.ratelimit, "SWEEP_EVERY_ATTEMPTS", 1)
+    monkeypatch.setattr(core.ratelimit, "SWEEP_BATCH", 5)
     app = create_app(make_settings())
     async with serve(app) as client:
         async with app.state.services.engine.begin() as conn:

@@ -99,7 +99,7 @@ async def test_expired_and_not_yet_valid(client: httpx.AsyncClient, alice: Accou
 async def test_a_token_that_worked_stops_working_when_it_expires(
     client: httpx.AsyncClient, alice: Account
 ) -> None:
-    """Verified tokens are remembered (api/security.py); the expiry is still checked on each
+    """Verified tokens are remembered (core/security.py); the expiry is still checked on each
     request, to the second, as PyJWT checks it."""
     now = int(time.time())
     token = mint(claims_for(alice.id, iat=now, exp=now + 2))
@@ -113,7 +113,7 @@ async def test_a_token_that_worked_stops_working_when_it_expires(
 
 
 async def test_remembered_tokens_are_bounded() -> None:
-    from api.security import TokenService
+    from core.security import TokenService
 
     tokens = TokenService(TEST_SECRET, 24)
     issued = [tokens.issue(uuid.uuid4(), f"u{i}@example.com") for i in range(3)]

@@ -16,10 +16,10 @@ from asyncpg.pgproto import pgproto
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import Message, Receive, Scope, Send
 
+import api.app as app_module
 from api.logging import request_id_from
 from api.middleware import ServiceMiddleware
-from graphql_schema import operations
-from graphql_schema.operations import TaskRecord
+from core.records import TaskRecord
 from rest_facade import router as rest_router
 from rest_facade.router import DirectRoutes
 from rest_facade.serializers import JSON_OPTIONS, task_json
@@ -203,7 +203,7 @@ async def test_what_no_direct_route_serves_goes_to_fastapi(
 
 
 def test_the_direct_table_follows_the_declarations(app: Any) -> None:
-    direct = DirectRoutes(app.state.services)
+    direct = DirectRoutes(app.state.todo)
     expected = {
         ("POST", "/api/auth/signup"): ("/api/auth/signup", ""),
         ("POST", "/api/auth/login"): ("/api/auth/login", ""),
@@ -345,10 +345,10 @@ async def test_preflights_are_starlettes_answers(request_headers: list) -> None:
 async def test_an_error_through_fastapi_is_masked_with_every_header(
     client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async def explode(**_kwargs: object) -> bool:
+    async def explode(*_args: object, **_kwargs: object) -> bool:
         raise RuntimeError("secret internals")
 
-    monkeypatch.setattr(operations, "database_is_healthy", explode)
+    monkeypatch.setattr(app_module, "database_is_healthy", explode)
     response = await client.get("/health/", headers={"Origin": FRONTEND, "X-Request-ID": "r9"})
     assert response.status_code == 500
     assert response.content == b'{"error":"Internal server error"}'

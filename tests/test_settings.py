@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from api.settings import ConfigError, load_settings, resolve_secret
-from db.url import parse_database_url
+from db.url import DatabaseUrlError, parse_database_url
 
 
 def test_postgres_url_forms_become_asyncpg() -> None:
@@ -67,7 +67,7 @@ def test_libpq_parameters_are_translated() -> None:
     ],
 )
 def test_bad_database_urls_name_the_setting(raw: str, name: str) -> None:
-    with pytest.raises(ConfigError, match=name):
+    with pytest.raises(DatabaseUrlError, match=name):
         parse_database_url(raw)
 
 

@@ -13,8 +13,9 @@ import orjson
 import pytest
 from fastapi import FastAPI
 
-from api import events
-from api.events import (
+from core import events
+from core.errors import ErrorCode, SubscriberTooSlow, TooManySubscriptions
+from core.events import (
     Snapshot,
     TaskEvent,
     TaskEventHub,
@@ -22,10 +23,9 @@ from api.events import (
     decode_notification,
     encode_body,
 )
+from core.records import TaskRecord
+from core.validation import DESCRIPTION_MAX, TITLE_MAX
 from graphql_schema.context import connection_authorization
-from graphql_schema.errors import ErrorCode, SubscriberTooSlow, TooManySubscriptions
-from graphql_schema.operations import TaskRecord
-from graphql_schema.validation import DESCRIPTION_MAX, TITLE_MAX
 from tests.conftest import Account
 
 ALICE, BOB = uuid.uuid4(), uuid.uuid4()

@@ -21,7 +21,7 @@ import httpx
 import pytest
 from sqlalchemy.engine import make_url
 
-from api.events import LISTENER_APPLICATION_NAME
+from core.events import LISTENER_APPLICATION_NAME
 from tests.conftest import TEST_SECRET, admin_execute
 from tests.live import service, service_log
 from tests.tcp_proxy import TcpProxy

@@ -19,7 +19,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
@@ -30,10 +30,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
-from db.url import DatabaseTarget, parse_database_url, sqlite_url_for
-
-if TYPE_CHECKING:
-    from api.settings import Settings
+from db.url import DatabaseTarget
 
 log = logging.getLogger("todo.migrations")
 
@@ -50,17 +47,6 @@ T = TypeVar("T")
 class UpgradeResult:
     before: str | None
     after: str | None
-
-
-def target_from_settings(settings: Settings) -> DatabaseTarget:
-    """The database the service would use with these settings (the same default SQLite file)."""
-    raw = settings.database_url or sqlite_url_for(settings.sqlite_default_path)
-    return parse_database_url(
-        raw,
-        connect_timeout=settings.db_connect_timeout,
-        statement_timeout=settings.db_statement_timeout,
-        pgbouncer=settings.db_pgbouncer,
-    )
 
 
 def alembic_config(database: DatabaseTarget | None = None) -> Config:

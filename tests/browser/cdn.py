@@ -28,8 +28,8 @@ _ASSET = re.compile(r"""(?:src|href)\s*=\s*["'](https://[^"']+)["']""")
 
 def served_pages() -> dict[str, str]:
     """The HTML the service sends for /docs and for GraphiQL, as it sends it."""
+    from api.graphiql import GRAPHIQL
     from api.html_pages import SWAGGER_UI
-    from graphql_schema.graphiql import GRAPHIQL
 
     return {"/docs": SWAGGER_UI.text, "/graphql": GRAPHIQL.text}
 

@@ -19,10 +19,9 @@ from limits.aio.storage import Storage as AsyncStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.storage import storage_from_string
 
-from api.settings import ConfigError
+from core.errors import ConfigError, RateLimited
 from db.rate_limits import AttemptWindows, window_key
 from db.store import Store
-from graphql_schema.errors import RateLimited
 
 log = logging.getLogger("todo.ratelimit")
 

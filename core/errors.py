@@ -78,3 +78,7 @@ class SubscriberTooSlow(DomainError):
 
     code = ErrorCode.UNAVAILABLE
     default_message = "Subscription ended: this client fell too far behind"
+
+
+class ConfigError(Exception):
+    """A setting is missing or invalid; the message is one line that names it."""

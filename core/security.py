@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 import jwt
 from passlib.context import CryptContext
 
-from graphql_schema.errors import Unauthenticated
+from core.errors import Unauthenticated
 
 ALGORITHM = "HS256"
 

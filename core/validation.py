@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
-from graphql_schema.errors import InvalidInput
+from core.errors import InvalidInput
 
 TITLE_MAX = 255
 DESCRIPTION_MAX = 1000

@@ -35,21 +35,17 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import asyncpg
 import orjson
 from sqlalchemy import bindparam, select, text
 
-from api.settings import ConfigError
+from core.errors import DomainError, SubscriberTooSlow, TooManySubscriptions, Unavailable
+from core.records import TaskRecord
 from db.models import Task
 from db.store import Store, Transaction
-from db.url import DatabaseTarget, parse_database_url
-from graphql_schema.errors import DomainError, SubscriberTooSlow, TooManySubscriptions, Unavailable
-
-if TYPE_CHECKING:
-    from api.settings import Settings
-    from graphql_schema.operations import TaskRecord
+from db.url import DatabaseTarget
 
 log = logging.getLogger("todo.events")
 
@@ -115,13 +111,6 @@ def encode_body(event: TaskEvent) -> str:
     return data.decode()
 
 
-def _task_record(**fields: Any) -> TaskRecord:
-    # Imported here: operations imports this module (through api.services) at start-up.
-    from graphql_schema.operations import TaskRecord
-
-    return TaskRecord(**fields)
-
-
 def decode_notification(payload: str) -> tuple[TaskEvent, bool]:
     """`"<xid> <json>"` -> the event, and whether its task must be loaded (it did not fit)."""
     xid, _, raw = payload.partition(" ")
@@ -132,7 +121,7 @@ def decode_notification(payload: str) -> tuple[TaskEvent, bool]:
     task_id, user_id = uuid.UUID(body["id"]), uuid.UUID(body["user"])
     task = None
     if (fields := body.get("task")) is not None:
-        task = _task_record(
+        task = TaskRecord(
             id=task_id,
             title=fields["title"],
             description=fields["description"],
@@ -403,7 +392,7 @@ class PostgresEventBus(EventBus):
         if row is None:  # deleted since; its DELETED event follows
             return None
         title, description, completed, created_at, updated_at = row
-        task = _task_record(
+        task = TaskRecord(
             id=event.task_id,
             title=title,
             description=description,
@@ -538,50 +527,3 @@ class PostgresListener:
             if done:
                 return "the connection was closed"
             await asyncio.wait_for(conn.execute("SELECT 1"), timeout=_CHECK_EVERY)
-
-
-# --- construction ------------------------------------------------------------------------------
-
-
-def listener_target(settings: Settings, database: DatabaseTarget) -> DatabaseTarget:
-    """Where to LISTEN: EVENTS_DATABASE_URL, else DATABASE_URL, never through PgBouncer."""
-    raw = (settings.events_database_url or "").strip()
-    if raw:
-        try:
-            target = parse_database_url(raw, connect_timeout=settings.db_connect_timeout)
-        except ConfigError as exc:
-            raise ConfigError(str(exc).replace("DATABASE_URL", "EVENTS_DATABASE_URL", 1)) from None
-        if target.is_sqlite:
-            raise ConfigError("invalid setting EVENTS_DATABASE_URL: must be a PostgreSQL URL")
-        return target
-    if not database.pgbouncer:
-        return database
-    # LISTEN needs a session of its own; PgBouncer in transaction mode cannot keep one.
-    host = database.url.host or ""
-    label, dot, rest = host.partition(".")
-    if label.endswith("-pooler"):  # Neon: the direct endpoint is the same name without it
-        direct = label.removesuffix("-pooler") + dot + rest
-        return replace(database, url=database.url.set(host=direct), pgbouncer=False)
-    log.warning(
-        "DATABASE_URL goes through PgBouncer, where LISTEN does not work: set "
-        "EVENTS_DATABASE_URL to a direct connection for live updates"
-    )
-    return database
-
-
-def build_event_bus(
-    settings: Settings,
-    database: DatabaseTarget,
-    store: Store,
-) -> EventBus:
-    hub = TaskEventHub(
-        per_user=settings.subscriptions_per_user, queue_size=settings.subscription_queue_size
-    )
-    if database.is_sqlite:
-        return LocalEventBus(hub, workers=settings.web_concurrency)
-    return PostgresEventBus(
-        hub,
-        store=store,
-        listener_target=listener_target(settings, database),
-        wait_seconds=settings.db_connect_timeout,
-    )
