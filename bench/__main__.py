@@ -501,6 +501,24 @@ def machine_info(pg_version: str) -> dict:
     }
 
 
+def floor_kind() -> dict[str, str]:
+    """Which floor the figures are measured against: its kind, and the commit that last
+    changed bench/floor.py (marked when the file differs from it)."""
+    from bench.floor import KIND
+
+    def run(cmd: list[str]) -> str:
+        try:
+            return subprocess.run(cmd, capture_output=True, text=True, timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    path = "bench/floor.py"
+    commit = run(["git", "-C", str(REPO), "log", "-1", "--format=%h", "--", path]) or "?"
+    dirty = bool(run(["git", "-C", str(REPO), "status", "--porcelain", "--", path]))
+    code = f"{path} at {commit}{' with uncommitted changes' if dirty else ''}"
+    return {"kind": KIND, "code": code, "description": f"{KIND} ({code})"}
+
+
 def git_head() -> str:
     """The checked-out commit, and whether tracked files differ from it."""
 
@@ -614,6 +632,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _terminate)
     started = time.monotonic()
     git_start = git_head()  # the code the servers load; the tree may change during a run
+    floor = floor_kind()
     tmp = Path(tempfile.mkdtemp(prefix="todo_bench_"))
     db_url: str | None = None
     bench: Bench | None = None
@@ -674,8 +693,8 @@ def main(argv: list[str] | None = None) -> int:
         write_users = seed(url, prefix="write", users=opts.write_users, tasks_each=0)
         big = seed(url, prefix="big", users=1, tasks_each=0)[0]
         if any(selected(opts, s.key) for s in SCENARIOS if "10k" in s.key):
-            # 10,000 creates through the floor's POST /api/tasks (same SQL, several times
-            # faster than the service's; the list users' tasks went through the service).
+            # 10,000 creates through the floor's POST /api/tasks (the same rows, made faster
+            # than the service makes them; the list users' tasks went through the service).
             big.task_ids = seed_big(servers["floor"].url, big, opts.big_tasks)
         log(f"  seeded in {time.monotonic() - t0:.0f}s")
         prepare_datasets(bench, list_users, write_users, big)
@@ -708,6 +727,7 @@ def main(argv: list[str] | None = None) -> int:
         elapsed = time.monotonic() - started
         data = {
             "machine": machine_info(pg_version),
+            "floor": floor,
             "options": {
                 **{k: (str(v) if isinstance(v, Path) else v) for k, v in vars(opts).items()},
                 "pool_size": pool_size,
