@@ -1,45 +1,59 @@
-"""What every operation gets: how errors reach clients, the abuse limits, the caches.
+"""What every operation gets: how errors reach clients, the abuse limits, the caches, metrics.
 
-Errors: a DomainError shows its message with `extensions.code`; a request error (syntax,
-validation, a limit, variable coercion: anything before a resolver ran) keeps graphql-core's
-message with code BAD_USER_INPUT; everything else is masked as `Internal server error` with
-code INTERNAL. The schema's `process_errors` logs the unexpected ones with their stack before
-the runner replaces them (see strawberry's MaskErrors for the pattern).
+All of it is one Strawberry `SchemaExtension` (GuardExtension, built per operation from the
+schema-wide OperationGuard), so any other extension (OpenTelemetry's, Sentry's, Strawberry's
+limiters) can be added beside it (`build_schema(extensions=...)`):
 
-Limits: at most MAX_TOKENS tokens (refused while parsing), MAX_DEPTH levels and MAX_ALIASES
-aliases (validation rules), no introspection when it is off, the cost limit (cost.py).
-Parsing and validation are cached per query text within a memory budget (document_cache.py).
+- Limits: `on_operation` does what Strawberry's `MaxTokensLimiter` (MAX_TOKENS, refused
+  while parsing) and `AddValidationRules` do, with the rules of its `QueryDepthLimiter`
+  (MAX_DEPTH) and `MaxAliasesLimiter` (MAX_ALIASES), and graphql-core's
+  `NoSchemaIntrospectionCustomRule` when introspection is off; `on_validate` adds the cost
+  limit (cost.py) and refuses over-long number literals. One extension, not those three:
+  Strawberry sets up every extension's hooks anew for each operation, about 7 us apiece.
+- Caches: `GuardExtension.on_parse` and `on_validate` set `graphql_document` and
+  `pre_execution_errors` from a cache per query text within a memory budget
+  (document_cache.py), as Strawberry's ParserCache and ValidationCache do.
+- Errors: a DomainError shows its message with `extensions.code`; a request error (syntax,
+  validation, a limit, variable coercion: anything before a resolver ran) keeps graphql-core's
+  message with code BAD_USER_INPUT; everything else is masked as `Internal server error` with
+  code INTERNAL. The schema's `process_errors` logs the unexpected ones with their stack
+  before `GuardExtension.on_operation` (or `on_stream_result`, for what a socket sends)
+  replaces them, as Strawberry's MaskErrors does.
+- Metrics: each operation's name and outcome go to the `report` callback the app passes in
+  (api/metrics.py's `record_graphql_operation`); this package imports no app code.
+
+Without introspection, suggestions ("Did you mean ...?") would name the types and fields it
+hides: validation runs with graphql-core's `hide_suggestions` (library_internals.py), and the
+request errors that arise while executing (variables coerced by graphql-core's executor,
+which Strawberry gives no such option) have the suggestion cut from their message.
 """
 
 from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from graphql import (
+    ASTValidationRule,
     DocumentNode,
     GraphQLError,
     GraphQLSchema,
     IntValueNode,
     Node,
+    NoSchemaIntrospectionCustomRule,
     Visitor,
     parse,
     visit,
 )
-from strawberry.extensions import MaxAliasesLimiter, QueryDepthLimiter
-from strawberry.extensions.disable_introspection import NoSchemaIntrospectionCustomRule
-from strawberry.extensions.runner import SchemaExtensionsRunner
-from strawberry.schema.schema import validate_document
+from strawberry.extensions import MaxAliasesLimiter, QueryDepthLimiter, SchemaExtension
 from strawberry.types import ExecutionContext, StreamExecutionResult
 
 from core.errors import DomainError, ErrorCode, RateLimited
 from graphql_schema.cost import operation_cost, paged_fields
 from graphql_schema.document_cache import DocumentCache
-
-# (operation name or None, outcome: "ok" or the first error's code)
-OperationReport = Callable[[str | None, str], None]
+from graphql_schema.library_internals import validate_document
 
 MAX_DEPTH = 10
 MAX_ALIASES = 15
@@ -53,6 +67,9 @@ _SUGGESTIONS = re.compile(r" Did you mean [^?]*\?")
 # Far past any Int (11 characters) or Float a client needs; Python's int() refuses 4300 digits.
 MAX_NUMBER_LITERAL_CHARS = 100
 _LONG_NUMBER = re.compile(rf"\d{{{MAX_NUMBER_LITERAL_CHARS + 1}}}")
+
+# (operation name or None, outcome: "ok" or the first error's code)
+OperationReport = Callable[[str | None, str], None]
 
 
 def is_unexpected(error: GraphQLError) -> bool:
@@ -109,47 +126,11 @@ def _long_number_literals(document: DocumentNode) -> list[Node]:
     return found
 
 
-class _Phase:
-    """One lifecycle phase of an operation, as a context manager for `with` and `async with`.
-
-    `enter` runs on the way in, `leave` on a normal way out only: what a generator hook runs
-    before and after its `yield` (an exception thrown in at the `yield` skips the rest).
-    """
-
-    __slots__ = ("_enter", "_leave")
-
-    def __init__(
-        self, enter: Callable[[], None] | None = None, leave: Callable[[], None] | None = None
-    ) -> None:
-        self._enter = enter
-        self._leave = leave
-
-    def __enter__(self) -> None:
-        if self._enter is not None:
-            self._enter()
-
-    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
-        if exc_type is None and self._leave is not None:
-            self._leave()
-
-    async def __aenter__(self) -> None:
-        self.__enter__()
-
-    async def __aexit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
-        self.__exit__(exc_type)
-
-
-_NO_HOOK = _Phase()
-
-
 class OperationGuard:
-    """The limits, caches and error presentation every operation gets, built once per schema.
+    """The limits, caches, error presentation and metrics every operation of one schema gets.
 
-    What five Strawberry extensions did (PresentErrors; MaxTokensLimiter; AddValidationRules
-    with the depth and alias limits; ParserCache; ValidationCache), as one extensions runner:
-    Strawberry set up each extension's hooks anew for every operation (a context manager per
-    hook and phase), a fifth of a small query's CPU. `runner` is the schema's
-    `create_extensions_runner`.
+    Built once per schema; `extension` makes the GuardExtension that applies it to one
+    operation (Strawberry calls it for each).
     """
 
     def __init__(
@@ -159,18 +140,26 @@ class OperationGuard:
         max_cost: int = DEFAULT_MAX_COST,
         report: OperationReport | None = None,
     ) -> None:
-        # Told each operation's name and outcome (the app's metrics: api/metrics.py).
-        self.report = report
-        rules = _LIMIT_RULES if introspection else [*_LIMIT_RULES, *_NO_INTROSPECTION_RULES]
+        self.validation_rules = _LIMIT_RULES if introspection else _CLOSED_LIMIT_RULES
         # Suggestions would name the types and fields that introspection hides.
         self.hide_suggestions = not introspection
         self.max_cost = max_cost
-        self._paged: dict[str, int] | None = None  # the schema's paged fields, when first needed
-        self.validation_rules = tuple(rules)
+        # Told each operation's name and outcome (the app's metrics: api/metrics.py).
+        self.report = report
         self.documents = DocumentCache()
+        self._schema: GraphQLSchema | None = None
+        self._paged: dict[str, int] | None = None  # the schema's paged fields
 
-    def runner(self, execution_context: ExecutionContext) -> GuardedRunner:
-        return GuardedRunner(execution_context, self)
+    def bind(self, schema: GraphQLSchema) -> None:
+        """The graphql-core schema the guard validates against (known once it is built)."""
+        self._schema = schema
+        self._paged = paged_fields(schema)
+
+    def extension(self) -> GuardExtension:
+        return GuardExtension(self)
+
+    def parse(self, query: str, options: Any) -> DocumentNode:
+        return self.documents.parse(query, functools.partial(parse, **options))
 
     def validate(self, context: ExecutionContext, document: DocumentNode) -> list[GraphQLError]:
         query = context.query
@@ -178,11 +167,14 @@ class OperationGuard:
             too_long = _long_number_literals(document)
             if too_long:  # graphql-core's int() of such a literal would raise, unhandled
                 return [GraphQLError("Number literal too long", nodes=too_long[:1])]
-        schema = context.schema._schema
+        schema = self._schema
+        assert schema is not None, "OperationGuard.bind was not called"
         rules = context.validation_rules
 
         def run() -> list[GraphQLError]:
-            return validate_document(schema, document, rules)
+            return validate_document(
+                schema, document, rules, hide_suggestions=self.hide_suggestions
+            )
 
         if not isinstance(query, str):
             errors = run()
@@ -210,96 +202,71 @@ class OperationGuard:
             )
         ]
 
-    def parse(self, query: str, **options: Any) -> DocumentNode:
-        return self.documents.parse(query, functools.partial(parse, **options))
-
-
-class GuardedRunner(SchemaExtensionsRunner):
-    """Strawberry's extensions runner, running the guard's hooks and no extension's."""
-
-    def __init__(self, execution_context: ExecutionContext, guard: OperationGuard) -> None:
-        super().__init__(execution_context, [])
-        self.guard = guard
-
-    def operation(self) -> Any:
-        return _Phase(self._start_operation, self._finish_operation)
-
-    def parsing(self) -> Any:
-        return _Phase(self._parse)
-
-    def validation(self) -> Any:
-        return _Phase(self._validate)
-
-    def executing(self) -> Any:
-        return _NO_HOOK
-
-    def on_stream_result(self, result: StreamExecutionResult) -> Any:
-        return _Phase(
-            functools.partial(_present_stream_errors, result, self.guard.hide_suggestions)
-        )
-
-    def get_extensions_results_sync(self) -> dict[str, Any]:
-        return {}
-
-    async def get_extensions_results(self, ctx: ExecutionContext) -> dict[str, Any]:
-        return dict(ctx.extensions_results)
-
-    def _start_operation(self) -> None:
-        context = self.execution_context
-        context.parse_options["max_tokens"] = MAX_TOKENS
-        context.validation_rules = context.validation_rules + self.guard.validation_rules
-
-    def _finish_operation(self) -> None:
-        result = self.execution_context.result
-        if result is not None and result.errors:
-            hide = self.guard.hide_suggestions
-            result.errors = [
-                error if is_presented(error) else present(error, hide_suggestions=hide)
-                for error in result.errors
-            ]
-        # Metrics: operations by name and outcome (the first error's code, else "ok").
-        errors = result.errors if result is not None else None
-        outcome = "ok"
-        if errors:
-            first = errors[0].extensions
-            assert first is not None  # presented above: every error has its code
-            outcome = str(first["code"])
-        if self.guard.report is not None:
-            self.guard.report(self.execution_context.operation_name, outcome)
-
-    def _parse(self) -> None:
-        # A document that does not parse is left to Strawberry: raised from this hook, a
-        # syntax error would skip Strawberry's own handling and escape the operation (and
-        # the presentation of errors); Strawberry re-parses the (token-bounded) document
-        # itself, inside that handling, when no document is set.
-        context = self.execution_context
-        if context.query is None:  # Strawberry was given a document, not its text
-            return
-        try:
-            context.graphql_document = self.guard.parse(context.query, **context.parse_options)
-        except GraphQLError:
-            pass
-
-    def _validate(self) -> None:
-        context = self.execution_context
-        assert context.graphql_document is not None
-        context.pre_execution_errors = self.guard.validate(context, context.graphql_document)
-
-
-def _present_stream_errors(result: StreamExecutionResult, hide_suggestions: bool) -> None:
-    # Streamed results (subscription events, any operation over a WebSocket) are sent before
-    # the operation finishes: their errors are presented on the way out.
-    errors = getattr(result, "errors", None)
-    if errors:
-        result.errors = [  # type: ignore[union-attr]  # getattr found them on this kind
-            error if is_presented(error) else present(error, hide_suggestions=hide_suggestions)
+    def present_all(self, errors: Sequence[GraphQLError]) -> list[GraphQLError]:
+        hide = self.hide_suggestions
+        return [
+            error if is_presented(error) else present(error, hide_suggestions=hide)
             for error in errors
         ]
 
 
-# Built once: the rule classes are part of the validation cache's key.
-_LIMIT_RULES = [
+class GuardExtension(SchemaExtension):
+    """The guard's hooks for one operation (see OperationGuard)."""
+
+    def __init__(self, guard: OperationGuard) -> None:
+        self.guard = guard
+
+    def on_operation(self) -> Iterator[None]:
+        # MaxTokensLimiter's and AddValidationRules' own steps.
+        context = self.execution_context
+        context.parse_options["max_tokens"] = MAX_TOKENS
+        context.validation_rules = context.validation_rules + self.guard.validation_rules
+        yield
+        # Not reached when the operation raised (a missing query, a refused operation type):
+        # Strawberry's integration answers those itself.
+        result = context.result
+        errors = getattr(result, "errors", None)
+        if errors:
+            errors = result.errors = self.guard.present_all(errors)  # type: ignore[union-attr]
+        report = self.guard.report
+        if report is not None:
+            # The first error's code, else "ok"; every error has its code once presented.
+            first = errors[0].extensions if errors else None
+            report(context.operation_name, str(first["code"]) if first else "ok")
+
+    def on_parse(self) -> Iterator[None]:
+        # A document that does not parse is left to Strawberry: raised from this hook, a
+        # syntax error would skip Strawberry's own handling and escape the operation (and
+        # the presentation of errors); Strawberry parses the (token-bounded) text itself,
+        # inside that handling, when no document is set.
+        context = self.execution_context
+        if context.graphql_document is None and context.query is not None:
+            try:
+                context.graphql_document = self.guard.parse(context.query, context.parse_options)
+            except GraphQLError:
+                pass
+        yield
+
+    def on_validate(self) -> Iterator[None]:
+        # Errors set here (even none) stand in for Strawberry's own validation.
+        context = self.execution_context
+        if context.pre_execution_errors is None and context.graphql_document is not None:
+            context.pre_execution_errors = self.guard.validate(context, context.graphql_document)
+        yield
+
+    def on_stream_result(self, result: StreamExecutionResult) -> Iterator[None]:
+        # Streamed results (subscription events, any operation over a WebSocket) are sent
+        # before the operation finishes: their errors are presented on the way out.
+        errors = getattr(result, "errors", None)
+        if errors:
+            result.errors = self.guard.present_all(errors)  # type: ignore[union-attr]
+        yield
+
+
+# Built once: the rule classes are part of the validation cache's key (QueryDepthLimiter and
+# MaxAliasesLimiter build a new rule class for each instance).
+_LIMIT_RULES: tuple[type[ASTValidationRule], ...] = (
     *QueryDepthLimiter(max_depth=MAX_DEPTH).validation_rules,
     *MaxAliasesLimiter(max_alias_count=MAX_ALIASES).validation_rules,
-]
-_NO_INTROSPECTION_RULES = [NoSchemaIntrospectionCustomRule]
+)
+_CLOSED_LIMIT_RULES = (*_LIMIT_RULES, NoSchemaIntrospectionCustomRule)

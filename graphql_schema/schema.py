@@ -8,7 +8,7 @@ field of the schema, so a new field cannot forget it silently.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncGenerator, Iterable
+from collections.abc import AsyncGenerator, Callable, Iterable
 from datetime import datetime
 from typing import Any
 
@@ -25,11 +25,11 @@ from core.validation import MISSING
 from graphql_schema.context import GraphQLInfo
 from graphql_schema.extensions import (
     DEFAULT_MAX_COST,
-    GuardedRunner,
     OperationGuard,
     OperationReport,
     is_unexpected,
 )
+from graphql_schema.library_internals import core_schema
 from graphql_schema.pagination import DEFAULT_PAGE_SIZE
 from graphql_schema.privacy import loggable_error_message
 from graphql_schema.types import (
@@ -149,15 +149,8 @@ class Subscription:
 class TodoSchema(strawberry.Schema):
     def __init__(self, *args: Any, guard: OperationGuard, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        if self.extensions or self.directives:
-            raise TypeError("hooks belong in OperationGuard: schema extensions would not run")
+        guard.bind(core_schema(self))
         self.guard = guard
-
-    def create_extensions_runner(
-        self, execution_context: ExecutionContext, extensions: list[SchemaExtension]
-    ) -> GuardedRunner:
-        """The guard's runner (graphql_schema/extensions.py) in place of extensions'."""
-        return self.guard.runner(execution_context)
 
     async def execute(
         self,
@@ -206,15 +199,17 @@ def build_schema(
     introspection: bool = True,
     max_cost: int = DEFAULT_MAX_COST,
     report: OperationReport | None = None,
+    extensions: Iterable[type[SchemaExtension] | Callable[[], SchemaExtension]] = (),
 ) -> TodoSchema:
+    """The service's schema. `report` is told each operation's name and outcome (the app's
+    metrics). `extensions` (tracing, say) run inside the service's own extension, which
+    comes first: they see errors before they are presented."""
+    guard = OperationGuard(introspection=introspection, max_cost=max_cost, report=report)
     return TodoSchema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
-        guard=OperationGuard(introspection=introspection, max_cost=max_cost, report=report),
-        config=StrawberryConfig(
-            scalar_map={datetime: DateTimeScalar},
-            # "Did you mean ...?" would reveal field names that introspection hides.
-            disable_field_suggestions=not introspection,
-        ),
+        extensions=[guard.extension, *extensions],
+        guard=guard,
+        config=StrawberryConfig(scalar_map={datetime: DateTimeScalar}),
     )
