@@ -113,6 +113,7 @@ def create_app(settings: Settings | None = None) -> ServiceApp:
         keep_alive_seconds=settings.ws_keepalive_seconds,
         graphiql_page=graphiql_response,
         report=record_graphql_operation,
+        extensions=[services.documents.extension],
     )
     app.include_router(graphql, prefix="/graphql")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -16,9 +17,11 @@ from core.ratelimit import AuthRateLimiter, build_rate_limiter
 from core.security import PasswordHasher, TokenService
 from core.service import TodoService
 from core.tasks import Tasks
+from db.documents import DocumentTable
 from db.engine import build_engine
 from db.store import Store, build_store
 from db.url import DatabaseTarget, DatabaseUrlError, parse_database_url
+from graphql_schema.persisted import PersistedDocuments, PersistedQueries, TrustedDocuments
 
 log = logging.getLogger("todo")
 
@@ -34,6 +37,7 @@ class Services:
     limiter: AuthRateLimiter
     events: EventBus  # started and stopped by the app's lifespan
     todo: TodoService  # the rules, as both surfaces call them
+    documents: PersistedDocuments  # GraphQL's persisted and trusted documents
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Services:
@@ -69,6 +73,7 @@ class Services:
             subscriptions_per_connection=settings.subscriptions_per_connection,
         )
         return cls(
+            documents=build_documents(settings, store),
             settings=settings,
             database=database,
             engine=engine,
@@ -84,6 +89,24 @@ class Services:
         await self.store.close()
         await self.engine.dispose()
         self.passwords.close()
+
+
+def build_documents(settings: Settings, store: Store) -> PersistedDocuments:
+    """Automatic persisted queries in the database unless turned off; a trusted-documents
+    manifest when GRAPHQL_TRUSTED_DOCUMENTS names one (ConfigError when it cannot be read)."""
+    queries = None
+    if settings.graphql_persisted_queries:
+        table = DocumentTable(store, max_documents=settings.graphql_persisted_queries_max)
+        queries = PersistedQueries(table)
+    trusted = None
+    if settings.graphql_trusted_documents:
+        trusted = TrustedDocuments.from_file(Path(settings.graphql_trusted_documents))
+        log.info("trusted documents: %d in %s", len(trusted), settings.graphql_trusted_documents)
+    return PersistedDocuments(
+        queries=queries,
+        trusted=trusted,
+        allow_untrusted=settings.graphql_allow_untrusted_documents,
+    )
 
 
 def listener_target(settings: Settings, database: DatabaseTarget) -> DatabaseTarget:

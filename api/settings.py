@@ -68,6 +68,11 @@ class Settings(BaseSettings):
     graphql_introspection: bool = True
     # Fields an operation may select, pages multiplied (graphql_schema/cost.py).
     graphql_max_cost: int = Field(default=5000, ge=1, le=10_000_000)
+    # Persisted documents (graphql_schema/persisted.py, README: Persisted operations).
+    graphql_persisted_queries: bool = True
+    graphql_persisted_queries_max: int = Field(default=10_000, ge=1, le=10_000_000)
+    graphql_trusted_documents: str | None = None  # a manifest file: only its documents run
+    graphql_allow_untrusted_documents: bool = False  # with a manifest, let others run too
 
     # Live updates (README: Live updates; core/events.py). Caps are per instance.
     subscriptions_per_connection: int = Field(default=5, ge=1, le=100)

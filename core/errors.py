@@ -17,6 +17,10 @@ class ErrorCode(StrEnum):
     RATE_LIMITED = "RATE_LIMITED"
     UNAVAILABLE = "UNAVAILABLE"
     INTERNAL = "INTERNAL"
+    # GraphQL's persisted documents only (graphql_schema/persisted.py); Apollo's names.
+    PERSISTED_QUERY_NOT_FOUND = "PERSISTED_QUERY_NOT_FOUND"
+    PERSISTED_QUERY_NOT_SUPPORTED = "PERSISTED_QUERY_NOT_SUPPORTED"
+    UNTRUSTED_DOCUMENT = "UNTRUSTED_DOCUMENT"
 
 
 class DomainError(Exception):

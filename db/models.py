@@ -104,3 +104,17 @@ class RateLimitWindow(Base):
     last_counted: Mapped[bool] = mapped_column(Boolean)  # whether the latest attempt counted
     # When the newest counted attempt leaves the window: the row may then be deleted.
     expires_at: Mapped[int] = mapped_column(BigInteger, index=True)
+
+
+class PersistedDocument(Base):
+    """A GraphQL document registered by a client through automatic persisted queries, by the
+    SHA-256 of its text (graphql_schema/persisted.py, db/documents.py). Shared by every
+    instance; the service keeps at most GRAPHQL_PERSISTED_QUERIES_MAX of them, evicting the
+    least recently used."""
+
+    __tablename__ = "persisted_documents"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    document: Mapped[str] = mapped_column(Text)
+    # When an instance last took it from the table (each instance also caches it in memory).
+    used_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)

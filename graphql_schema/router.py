@@ -21,19 +21,20 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import timedelta
 from typing import Any
 
 import orjson
-from cross_web import HTTPException, StarletteRequestAdapter
+from cross_web import AsyncHTTPRequestAdapter, HTTPException, StarletteRequestAdapter
 from fastapi import BackgroundTasks
 from fastapi.routing import APIRoute
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.websockets import WebSocket
+from strawberry.extensions import SchemaExtension
 from strawberry.fastapi import GraphQLRouter
-from strawberry.http import GraphQLHTTPResponse
+from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
 from strawberry.schema.base import BaseSchema
 from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.types import ExecutionResult
@@ -52,6 +53,8 @@ from graphql_schema.websocket import (
 )
 
 MAX_BODY_BYTES = 1 << 20
+PUBLIC_CACHE = "public, max-age=300"
+PRIVATE_CACHE = "private, no-store"
 JSON = "application/json"
 GRAPHQL_RESPONSE = "application/graphql-response+json"
 SUBSCRIPTIONS_OVER_WEBSOCKET = (
@@ -104,11 +107,14 @@ class BoundedRequestAdapter(StarletteRequestAdapter):
     def __init__(self, request: Request) -> None:
         super().__init__(request)
         self.request = request
+        self.body: bytes | None = None
 
     async def get_body(self) -> bytes:
         declared = self.request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
             raise HTTPException(413, "Request body too large")
+        if self.body is not None:
+            return self.body
         chunks: list[bytes] = []
         size = 0
         async for chunk in self.request.stream():
@@ -116,7 +122,8 @@ class BoundedRequestAdapter(StarletteRequestAdapter):
             if size > MAX_BODY_BYTES:
                 raise HTTPException(413, "Request body too large")
             chunks.append(chunk)
-        return b"".join(chunks)
+        self.body = b"".join(chunks)
+        return self.body
 
 
 MAX_JSON_DEPTH = 32  # this schema's variables nest 3 deep; graphql-core recurses per level
@@ -273,6 +280,14 @@ class GraphQLHTTPRouter(GraphQLRouter[GraphQLContext, None]):
             return encoded
         return super().encode_json(data)
 
+    def should_render_graphql_ide(self, request: Any) -> bool:
+        """GraphiQL for a browser's GET without an operation; a GET naming a persisted
+        document (`extensions` or `documentId`, no `query`) is an operation too."""
+        params = request.query_params
+        if params.get("extensions") is not None or params.get("documentId") is not None:
+            return False
+        return super().should_render_graphql_ide(request)
+
     async def render_graphql_ide(self, request: Request) -> HTMLResponse:
         """The service's GraphiQL page (api/graphiql.py), not Strawberry's."""
         assert self.graphiql_page is not None  # graphql_ide is None without it
@@ -306,7 +321,27 @@ class GraphQLHTTPRouter(GraphQLRouter[GraphQLContext, None]):
         response.headers["content-type"] = _content_type(media_type)
         if media_type == GRAPHQL_RESPONSE and getattr(request.state, "graphql_rejected", False):
             response.status_code = 400
+        if request.method == "GET":
+            # Queries by GET (persisted ones, say) may be cached, but never a caller's data in
+            # a shared cache: only an answer without errors to a request without credentials.
+            public = "authorization" not in request.headers and not getattr(
+                request.state, "graphql_errors", True
+            )
+            response.headers["cache-control"] = PUBLIC_CACHE if public else PRIVATE_CACHE
+            response.headers["vary"] = "Authorization, Accept"
         return response
+
+    async def parse_http_body(
+        self, request: AsyncHTTPRequestAdapter
+    ) -> GraphQLRequestData | list[GraphQLRequestData]:
+        """Strawberry's parsing, plus a top-level `documentId` (the GraphQL-over-HTTP draft's
+        persisted documents), handed to graphql_schema/persisted.py in `extensions`."""
+        data = await super().parse_http_body(request)
+        if isinstance(data, GraphQLRequestData):
+            document_id = await _document_id(self, request)
+            if document_id is not None:
+                data.extensions = {**(data.extensions or {}), "documentId": document_id}
+        return data
 
     async def process_result(
         self, request: Request, result: ExecutionResult
@@ -317,10 +352,21 @@ class GraphQLHTTPRouter(GraphQLRouter[GraphQLContext, None]):
                 error if is_presented(error) else present(error) for error in result.errors
             ]
         response = await super().process_result(request, result)
+        request.state.graphql_errors = bool(result.errors)
         if _is_request_error(result):
             response.pop("data", None)
             request.state.graphql_rejected = True
         return response
+
+
+async def _document_id(view: GraphQLHTTPRouter, request: AsyncHTTPRequestAdapter) -> object:
+    if request.method == "GET":
+        return request.query_params.get("documentId")
+    body = await request.get_body()  # read once already: BoundedRequestAdapter keeps it
+    if b"documentId" not in body:
+        return None
+    data = view.decode_json(body)
+    return data.get("documentId") if isinstance(data, dict) else None
 
 
 async def _method_not_allowed(request: Request) -> Response:
@@ -338,6 +384,7 @@ def build_graphql_router(
     keep_alive_seconds: float,
     graphiql_page: Callable[[Request], HTMLResponse] | None,
     report: OperationReport | None = None,
+    extensions: Iterable[Callable[[], SchemaExtension]] = (),
 ) -> GraphQLHTTPRouter:
     """The /graphql endpoint; mount it with `app.include_router(router, prefix="/graphql")`.
 
@@ -345,7 +392,9 @@ def build_graphql_router(
     could not load the schema), there is no GraphiQL."""
     with_ide = graphiql_page is not None and introspection
     router = GraphQLHTTPRouter(
-        build_schema(introspection=introspection, max_cost=max_cost, report=report),
+        build_schema(
+            introspection=introspection, max_cost=max_cost, report=report, extensions=extensions
+        ),
         graphiql_page=graphiql_page if with_ide else None,
         context_getter=get_context,
         graphql_ide="graphiql" if with_ide else None,

@@ -23,6 +23,10 @@ STATUS_BY_CODE: dict[ErrorCode, int] = {
     ErrorCode.RATE_LIMITED: 429,
     ErrorCode.UNAVAILABLE: 503,
     ErrorCode.INTERNAL: 500,
+    # GraphQL's alone: no REST request can raise them.
+    ErrorCode.PERSISTED_QUERY_NOT_FOUND: 400,
+    ErrorCode.PERSISTED_QUERY_NOT_SUPPORTED: 400,
+    ErrorCode.UNTRUSTED_DOCUMENT: 400,
 }
 
 _MESSAGE_BY_STATUS = {

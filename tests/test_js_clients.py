@@ -13,6 +13,7 @@ other. The scripts are in tests/js, installed from its lock file (the `js_client
 
 from __future__ import annotations
 
+import json
 import re
 import time
 import uuid
@@ -267,6 +268,97 @@ def test_apollo_surfaces_errors_with_their_codes(instances: Instances, js_client
         "conflict": combined("Email already registered", "CONFLICT"),
     }
     assert _titles(instances.bases[0], token) == []
+
+
+def test_apollo_persisted_query_link_registers_once_then_sends_hashes(
+    instances: Instances, js_clients: Path
+) -> None:
+    """Hash first, registration on a miss, then hash-only GETs, from a new client on the other
+    instance too (the documents are shared through the database)."""
+    _, token, _ = _signup(instances.bases[0])
+    outcome = run_node(
+        js_clients / "apollo_client.mjs",
+        "persisted",
+        {"http": instances.bases[0], "other": instances.bases[-1], "token": token},
+    )
+    assert outcome["firstPage"] == 0
+    assert outcome["added"] == "persisted"
+    assert outcome["secondPage"] == ["persisted"]
+
+    def sent(method: str, name: str, document: bool, status: int = 200) -> dict[str, Any]:
+        return {"method": method, "operationName": name, "withDocument": document, "status": status}
+
+    first = [
+        {k: request[k] for k in ("method", "operationName", "withDocument", "status")}
+        for request in outcome["firstRequests"]
+    ]
+    # PersistedQueryNotFound is a request error: 400 with graphql-response+json, which Apollo
+    # Client asks for (the link reads the error from the body either way).
+    assert first == [
+        sent("GET", "Tasks", False, 400),  # PersistedQueryNotFound
+        sent("POST", "Tasks", True),  # registration
+        sent("POST", "Add", False, 400),  # mutations never go by GET
+        sent("POST", "Add", True),
+    ]
+    assert all(request["hash"] for request in outcome["firstRequests"])
+    [again] = outcome["secondRequests"]
+    assert again == {
+        "method": "GET",
+        "operationName": "Tasks",
+        "hash": outcome["firstRequests"][0]["hash"],
+        "withDocument": False,
+        "status": 200,
+        "cacheControl": "private, no-store",
+    }
+
+
+@pytest.fixture(scope="module")
+def trusted_service(js_clients: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One instance that runs only the documents of a manifest built from the client."""
+    work = tmp_path_factory.mktemp("trusted")
+    manifest = work / "persisted-documents.json"
+    manifest.write_text(json.dumps(run_node(js_clients / "apollo_client.mjs", "manifest", {})))
+    with service(
+        work,
+        DATABASE_URL=f"sqlite:///{work / 'todo.db'}",
+        BETTER_AUTH_SECRET=TEST_SECRET,
+        GRAPHQL_TRUSTED_DOCUMENTS=str(manifest),
+    ) as (base, _proc):
+        yield base
+
+
+def test_trusted_documents_refuse_what_the_manifest_lacks(
+    trusted_service: str, js_clients: Path
+) -> None:
+    _, token, _ = _signup(trusted_service)
+    outcome = run_node(
+        js_clients / "apollo_client.mjs", "trusted", {"http": trusted_service, "token": token}
+    )
+    assert outcome["allowed"] == {
+        "data": {
+            "tasks": {
+                "__typename": "TaskConnection",
+                "totalCount": 0,
+                "edges": [],
+                "pageInfo": {"__typename": "PageInfo", "hasNextPage": False, "endCursor": None},
+            }
+        }
+    }
+    assert outcome["refused"] == {
+        "kind": "CombinedGraphQLErrors",
+        "errors": [
+            {
+                "message": "Only the documents of this service's manifest may run here",
+                "code": "UNTRUSTED_DOCUMENT",
+            }
+        ],
+    }
+    # The manifest's document by hash alone; the other by hash, then with its text: refused.
+    assert [(r["operationName"], r["withDocument"]) for r in outcome["requests"]] == [
+        ("Tasks", False),
+        ("Other", False),
+        ("Other", True),
+    ]
 
 
 # --- the README's example ------------------------------------------------------------------

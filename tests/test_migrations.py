@@ -32,7 +32,7 @@ from db.url import DatabaseTarget, parse_database_url
 from tests.conftest import TEST_SECRET, admin_execute, serve
 
 REPO = Path(__file__).resolve().parent.parent
-APP_TABLES = {"users", "tasks", "rate_limit_windows"}
+APP_TABLES = {"users", "tasks", "rate_limit_windows", "persisted_documents"}
 INDEX = "ix_tasks_user_id_created_at_id"
 
 NewDatabase = Callable[[], Awaitable[str]]
@@ -100,7 +100,8 @@ def schema_snapshot(connection: Connection) -> dict[str, Any]:
     if connection.dialect.name == "sqlite":
         rows = connection.exec_driver_sql(
             "SELECT type, name, sql FROM sqlite_master "
-            "WHERE tbl_name IN ('users', 'tasks', 'rate_limit_windows') ORDER BY type, name"
+            "WHERE tbl_name IN ('users', 'tasks', 'rate_limit_windows', 'persisted_documents')"
+            " ORDER BY type, name"
         )
         snapshot["sqlite_master"] = [
             (kind, name, re.sub(r"\s+", " ", sql or "")) for kind, name, sql in rows

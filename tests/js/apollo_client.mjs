@@ -7,7 +7,10 @@ import {
   HttpLink,
   InMemoryCache,
 } from "@apollo/client";
+import { createPersistedQueryLink } from "@apollo/client/link/persisted-queries";
 import { relayStylePagination } from "@apollo/client/utilities";
+import { createHash } from "node:crypto";
+import { print } from "graphql";
 
 import { config, finish, waitFor } from "./lib.mjs";
 
@@ -57,6 +60,42 @@ const TASKS = gql`
     }
   }
 `;
+
+/** A client with Apollo's persisted-query link in front of its HttpLink, as its docs show;
+ * `requests` records what each request carried (method, hash, whether the document). */
+function persistedApollo(http, token, { useGET = true } = {}) {
+  const requests = [];
+  const httpLink = new HttpLink({
+    uri: `${http}/graphql`,
+    headers: token ? { authorization: `Bearer ${token}` } : {},
+    fetch: async (url, init) => {
+      const method = init.method ?? "POST";
+      const sent = method === "GET"
+        ? Object.fromEntries(
+            [...new URL(url).searchParams].map(([k, v]) => [
+              k,
+              k === "variables" || k === "extensions" ? JSON.parse(v) : v,
+            ]),
+          )
+        : JSON.parse(init.body);
+      const response = await fetch(url, init);
+      requests.push({
+        method,
+        operationName: sent.operationName ?? null,
+        hash: sent.extensions?.persistedQuery?.sha256Hash ?? null,
+        withDocument: typeof sent.query === "string",
+        status: response.status,
+        cacheControl: response.headers.get("cache-control"),
+      });
+      return response;
+    },
+  });
+  const sha256 = (text) => createHash("sha256").update(text).digest("hex");
+  const link = createPersistedQueryLink({ sha256, useGETForHashedQueries: useGET }).concat(
+    httpLink,
+  );
+  return { client: new ApolloClient({ link, cache: new InMemoryCache() }), requests };
+}
 
 const scenarios = {
   // Relay-style pagination with fetchMore: every task once, newest first.
@@ -119,6 +158,46 @@ const scenarios = {
       requestsAfterList: requests.slice(before),
       allRequests: requests,
     };
+  },
+
+  // Automatic persisted queries: hash first, then registration, then hash-only (GET) from a
+  // new client on `other` (another instance, when there is one).
+  async persisted({ http, other, token }) {
+    const first = persistedApollo(http, token);
+    const page = await first.client.query({ query: TASKS, variables: { first: 5 } });
+    const added = await first.client.mutate({
+      mutation: gql`mutation Add($t: String!) { createTask(input: {title: $t}) { id title } }`,
+      variables: { t: "persisted" },
+    });
+    const second = persistedApollo(other, token);
+    const again = await second.client.query({ query: TASKS, variables: { first: 5 } });
+    return {
+      hash: createHash("sha256").update(print(TASKS)).digest("hex"),
+      firstPage: page.data.tasks.edges.length,
+      added: added.data.createTask.title,
+      secondPage: again.data.tasks.edges.map((edge) => edge.node.title),
+      firstRequests: first.requests,
+      secondRequests: second.requests,
+    };
+  },
+
+  // The manifest a build would extract: the documents as this client sends them (the cache
+  // adds __typename), by the SHA-256 of their text, as graphql-codegen's client preset writes.
+  async manifest() {
+    const cache = new InMemoryCache();
+    const text = print(cache.transformDocument(TASKS));
+    return { [createHash("sha256").update(text).digest("hex")]: text };
+  },
+
+  // Trusted documents: what the manifest holds runs (by hash, as the link sends it); what it
+  // does not is refused, and Apollo hands the app the error.
+  async trusted({ http, token }) {
+    const { client, requests } = persistedApollo(http, token, { useGET: false });
+    const allowed = await outcome(client.query({ query: TASKS, variables: { first: 5 } }));
+    const refused = await outcome(
+      client.query({ query: gql`query Other { me { id email } }` }),
+    );
+    return { allowed, refused, requests };
   },
 
   // Errors as Apollo surfaces them, each with the service's extensions.code.
