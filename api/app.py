@@ -122,7 +122,11 @@ def create_app(settings: Settings | None = None) -> ServiceApp:
         keep_alive_seconds=settings.ws_keepalive_seconds,
         graphiql_page=graphiql_response,
         report=record_graphql_operation,
-        extensions=[services.documents.extension],
+        # Tracing's first: a persisted document's lookup is part of the operation's span.
+        extensions=[
+            *(tracing.graphql_extensions if tracing is not None else ()),
+            services.documents.extension,
+        ],
     )
     app.include_router(graphql, prefix="/graphql")
 
