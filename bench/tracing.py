@@ -19,12 +19,14 @@ core 1) sends REST `GET /api/tasks` (mode `list`) and GraphQL
 `{ tasks(first: 20) { edges { node { id title completed createdAt } } } }` (mode
 `gql_tasks`), each request with the next user's token, in rounds whose order rotates. CPU per
 request: the server's utime + stime (/proc, all threads, so the exporter's too) over the round
-divided by the requests wrk counted. Writes bench/RESULTS-tracing.md.
+divided by the requests wrk counted. Writes bench/RESULTS-tracing.md, and the ratios that
+bench/RESULTS.md quotes to bench/RESULTS-tracing.json.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import signal
@@ -41,6 +43,7 @@ from typing import Any
 from bench import pg
 from bench.__main__ import git_head, machine_info
 from bench.procs import REPO, CoreLoad, Server, free_port, settle, stop_process
+from bench.report import TRACING_SUMMARY
 from bench.seed import seed
 from bench.wrk import WrkRun, check_tools
 
@@ -108,6 +111,38 @@ def one_round(server: Server, others: list[Server], mode: str, data: Path, conns
 
 def spread(values: list[float]) -> float:
     return (max(values) - min(values)) / statistics.median(values) * 100
+
+
+def summary(opts: argparse.Namespace, meta: dict, runs: dict) -> dict:
+    """The ratios bench/RESULTS.md quotes (bench/report.py `tracing_section`)."""
+    conns = min(conns for _mode, conns in runs)
+    rows = []
+    for (mode, c), by_copy in runs.items():
+        if c != conns:
+            continue
+        off_cpu = statistics.median(r["cpu_us_per_req"] for r in by_copy[OFF])
+        off_rps = statistics.median(r["rps"] for r in by_copy[OFF])
+        for copy, rounds in by_copy.items():
+            cpu = statistics.median(r["cpu_us_per_req"] for r in rounds)
+            rps = statistics.median(r["rps"] for r in rounds)
+            rows.append(
+                {
+                    "scenario": SCENARIOS[mode],
+                    "copy": copy,
+                    "cpu_us": cpu,
+                    "cpu_x_off": cpu / off_cpu,
+                    "rps": rps,
+                    "rps_x_off": rps / off_rps,
+                }
+            )
+    return {
+        "command": meta["command"],
+        "date": meta["machine"]["date"],
+        "git": meta["git"],
+        "connections": conns,
+        "rounds": opts.rounds,
+        "rows": rows,
+    }
 
 
 def report(opts: argparse.Namespace, meta: dict, runs: dict) -> str:
@@ -284,6 +319,8 @@ def main(argv: list[str] | None = None) -> int:
         }
         text = report(opts, meta, runs)
         opts.out.write_text(text)
+        if opts.out == RESULTS:
+            TRACING_SUMMARY.write_text(json.dumps(summary(opts, meta, runs), indent=1) + "\n")
         print(text)
         return 0
     finally:
