@@ -59,6 +59,7 @@ __all__ = ["OperationSpan", "Tracing", "tracing_configured"]
 
 DEFAULT_SERVICE_NAME = "todo-service"
 REQUEST_ID_ATTRIBUTE = "todo.request_id"
+SECRET_HEADERS = ("authorization", "cookie", "set-cookie", "proxy-authorization")
 # Probes and scrapes: a trace each would bury the requests.
 UNTRACED_PATHS = frozenset({"/health", "/metrics"})
 _EXPORTERS = ("otlp", "console")
@@ -190,7 +191,9 @@ class HttpSpans:
             # No span per `receive` and `send` message: two more per request, telling nothing
             # the HTTP span does not.
             exclude_spans=["receive", "send"],
-            # Headers stay out unless OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_* name them.
+            # Headers stay out unless OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_* name some;
+            # even then these are recorded as "[REDACTED]".
+            http_capture_headers_sanitize_fields=list(SECRET_HEADERS),
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -210,8 +213,8 @@ class HttpSpans:
     def _span_details(self, scope: Scope) -> tuple[str, dict[str, Any]]:
         """`GET /api/tasks/{task_id}`: the route's template, never the raw path (ids, probes of
         unknown paths); only the method when no route matches."""
-        method = scope.get("method") or "WS"
-        template = self._route_template(scope) if scope["type"] == "http" else scope["path"]
+        method = scope.get("method") or "WS"  # a WebSocket has no method
+        template = self._route_template(scope)
         if template == UNMATCHED_ROUTE:
             return method, {}
         return f"{method} {template}", {"http.route": template}
