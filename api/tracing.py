@@ -336,4 +336,5 @@ class Tracing:
         """At shutdown: send what is still buffered. The provider stays for any other app of
         the process (tests); a worker's process ends right after."""
         if _provider is not None:
-            _provider.force_flush()
+            # Bounded: an unreachable collector must not hold up a graceful shutdown.
+            _provider.force_flush(timeout_millis=5000)
