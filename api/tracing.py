@@ -20,8 +20,9 @@ On, one trace per request, from the maintained instrumentations:
 - each SQL statement: the asyncpg instrumentation on PostgreSQL, SQLAlchemy's on the engine on
   SQLite; the statement's text with its placeholders, never the values bound to them.
 
-Off, nothing here is imported beyond this module, and nothing is installed: no middleware, no
-schema extension, no instrumentation, no tracer provider (tests/test_tracing.py checks it).
+Off, nothing is imported beyond this module (the OpenTelemetry API, which FastAPI imports
+anyway, and Strawberry's extension) and nothing is installed: no middleware, no schema
+extension, no instrumentation, no tracer provider (tests/test_tracing.py checks it).
 
 The provider is set up once per process when the app starts (so in every uvicorn worker), and
 flushed when it stops.

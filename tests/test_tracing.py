@@ -10,6 +10,7 @@ request's secrets in any byte exported.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -32,7 +33,10 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
 from api.tracing import tracing_configured
-from tests.live import clean_env, free_port, service
+from tests.live import clean_env, free_port, service, service_log
+from tests.ws_helpers import next_event, subscribed
+from tests.ws_helpers import rest as ws_rest
+from tests.ws_helpers import signup as ws_signup
 
 SERVER = 2  # opentelemetry.proto.trace.v1.Span.SpanKind.SPAN_KIND_SERVER
 CLIENT = 3
@@ -382,3 +386,35 @@ def test_a_setting_it_cannot_honour_stops_start_up(
     assert started.returncode == 1, started.stderr
     assert f"invalid setting {variable}" in started.stderr, started.stderr
     assert os.environ.get(variable) != value  # the test's own environment is untouched
+
+
+async def test_a_subscription_is_traced_under_its_websocket(
+    receiver: OtlpReceiver, tmp_path: Path
+) -> None:
+    """A WebSocket is one span from upgrade to close; a subscription's operation span lives
+    under it as long as the subscription, and ends cleanly (its context is detached in the
+    task that attached it: the log says nothing)."""
+    with service(
+        tmp_path,
+        DATABASE_URL=f"sqlite:///{tmp_path / 'todo.db'}",
+        OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint,
+        OTEL_BSP_SCHEDULE_DELAY="50",
+    ) as (base, proc):
+        async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+            token, _user = await ws_signup(client)
+            async with subscribed(base, token) as (socket, [op_id]):
+                created = await ws_rest(client, "POST", "/api/tasks", token, {"title": "x"})
+                assert created.status_code == 201
+                event = await next_event(socket, op_id)
+                assert event["type"] == "CREATED"
+        deadline = time.monotonic() + 15
+        while not any(span.name == "WS /graphql" for span in receiver.spans()):
+            assert time.monotonic() < deadline, sorted({s.name for s in receiver.spans()})
+            await asyncio.sleep(0.05)
+        log_text = service_log(proc)
+    spans = receiver.spans()
+    [socket_span] = [span for span in spans if span.name == "WS /graphql"]
+    [operation] = [span for span in spans if span.name == "subscription"]
+    assert operation.parent_id == socket_span.span_id
+    assert socket_span.attributes.get("todo.request_id")
+    assert "detach" not in log_text and "Traceback" not in log_text, log_text
