@@ -263,9 +263,9 @@ class OperationSpan(OpenTelemetryExtension):
       `graphql.operation.name`. Strawberry's would record the whole document (`query`), where
       a client may have written a password inline, and be named `GraphQL Query` for any type.
     - No span per resolver: Strawberry's records each field's arguments, and wraps every
-      field of the result in a middleware call even when it records nothing; they tripled a
-      `tasks(first: 20)` page's CPU (bench/RESULTS-tracing.md), for SQL spans that hang under
-      the operation anyway.
+      field of the result in a middleware call even when it records nothing; they made a
+      `tasks(first: 20)` page cost x2.4 to x3 the CPU (bench/RESULTS-tracing.md), for SQL
+      spans that hang under the operation anyway.
     - No spans for parsing and validation: the document cache answers both for any document
       seen before, so they would time a dictionary lookup, at the price of two more spans.
     """
