@@ -21,6 +21,7 @@ from api.metrics import install_metrics, record_graphql_operation
 from api.middleware import ServiceMiddleware
 from api.services import Services
 from api.settings import Settings, load_settings
+from api.tracing import Tracing
 from core.service import TodoService
 from core.tasks import database_is_healthy
 from db.migrations import prepare_schema
@@ -70,6 +71,7 @@ def _freeze_start_up_objects() -> None:
 def create_app(settings: Settings | None = None) -> ServiceApp:
     """Build the ASGI app. Raises ConfigError (one line naming the setting) on bad settings."""
     settings = settings or load_settings()
+    tracing = Tracing.from_environment()  # None unless OTEL_* variables ask (api/tracing.py)
     services = Services.from_settings(settings)
 
     @asynccontextmanager
@@ -82,12 +84,16 @@ def create_app(settings: Settings | None = None) -> ServiceApp:
             log.error("could not prepare the database schema: %s: %s", type(exc).__name__, exc)
         # Live updates (core/events.py): LISTEN on PostgreSQL; never fails start-up.
         await services.events.start()
+        if tracing is not None:
+            tracing.start(services.database, services.engine)
         _freeze_start_up_objects()
         try:
             yield
         finally:
             await services.events.stop()
             await services.aclose()
+            if tracing is not None:
+                tracing.stop()
 
     app = ServiceApp(
         title="Todo service",
@@ -100,6 +106,9 @@ def create_app(settings: Settings | None = None) -> ServiceApp:
         redoc_url=None,
         openapi_url="/openapi.json",
         redirect_slashes=False,
+        # FastAPI's own spans would duplicate the HTTP span (api/tracing.py) and record the
+        # query string; it would find no tracer provider with tracing off either.
+        telemetry={"tracing": False, "metrics": False, "logs": False, "auto_configure": False},
     )
     app.state.services = services
     app.state.todo = services.todo  # what the surfaces call (core/service.py)
@@ -113,7 +122,11 @@ def create_app(settings: Settings | None = None) -> ServiceApp:
         keep_alive_seconds=settings.ws_keepalive_seconds,
         graphiql_page=graphiql_response,
         report=record_graphql_operation,
-        extensions=[services.documents.extension],
+        # Tracing's first: a persisted document's lookup is part of the operation's span.
+        extensions=[
+            *(tracing.graphql_extensions if tracing is not None else ()),
+            services.documents.extension,
+        ],
     )
     app.include_router(graphql, prefix="/graphql")
 
@@ -156,4 +169,6 @@ def create_app(settings: Settings | None = None) -> ServiceApp:
         ),
         dependency_overrides_provider=app,
     )
+    if tracing is not None:  # the HTTP span outside everything (api/tracing.py)
+        app.service_middleware = tracing.wrap(app.service_middleware, app.router.routes)
     return app

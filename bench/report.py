@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
+
+# Written by `python -m bench.tracing`; RESULTS.md quotes its ratios.
+TRACING_SUMMARY = Path(__file__).resolve().parent / "RESULTS-tracing.json"
 
 REST_TARGET_KEYS = ("rest_list_100", "rest_get_100", "rest_create_100", "rest_update_100")
 RPS_RATIO_TARGET = 0.6
@@ -363,6 +368,7 @@ def markdown(data: dict[str, Any]) -> str:
                 f"`{p.get('raw', '')}` (collapsed stacks)."
             )
         lines += ["", "Findings and suggestions: `bench/PROFILE.md`.", ""]
+    lines += tracing_section()
     lines += [
         "## Notes",
         "",
@@ -376,6 +382,31 @@ def markdown(data: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def tracing_section(path: Path = TRACING_SUMMARY) -> list[str]:
+    """What tracing costs, from the last `python -m bench.tracing` (its own run: the main
+    bench runs with tracing off)."""
+    if not path.exists():
+        return []
+    data = json.loads(path.read_text())
+    lines = [
+        "## Tracing",
+        "",
+        f"From `{data['command']}` ({data['date']}, code `{data['git']}`; the whole run: "
+        "`bench/RESULTS-tracing.md`). Server CPU per request and req/s at "
+        f"{data['connections']} connections, medians of {data['rounds']} rounds, against "
+        "tracing off (no OTEL_* variable); `on` exports every request's trace over OTLP/HTTP.",
+        "",
+        "| scenario | copy | CPU us/req | x off | req/s | x off |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for row in data["rows"]:
+        lines.append(
+            f"| {row['scenario']} | {row['copy']} | {row['cpu_us']:.0f} | "
+            f"x{row['cpu_x_off']:.2f} | {row['rps']:.0f} | x{row['rps_x_off']:.2f} |"
+        )
+    return [*lines, ""]
 
 
 def summary_text(data: dict) -> str:
