@@ -11,9 +11,8 @@ from contextlib import asynccontextmanager
 import orjson
 from fastapi import FastAPI
 from starlette.middleware.errors import ServerErrorMiddleware
-from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import ASGIApp, Receive, Scope
+from starlette.types import ASGIApp
 
 from api.graphiql import graphiql_response
 from api.html_pages import swagger_ui
@@ -22,12 +21,10 @@ from api.middleware import ServiceMiddleware
 from api.services import Services
 from api.settings import Settings, load_settings
 from api.tracing import Tracing
-from core.service import TodoService
 from core.tasks import database_is_healthy
 from db.migrations import prepare_schema
 from graphql_schema.router import build_graphql_router
 from rest_facade.errors import install_error_handlers
-from rest_facade.router import DirectRoutes
 from rest_facade.router import router as rest_router
 
 log = logging.getLogger("todo")
@@ -37,9 +34,8 @@ class ServiceApp(FastAPI):
     """FastAPI with `ServiceMiddleware` (api/middleware.py) as its outermost layer.
 
     It takes the place of FastAPI's ServerErrorMiddleware, whose plain-text 500 would come
-    before its JSON one and without CORS headers; the rest of FastAPI's stack (exception
-    handlers, routing) is what it hands requests to. Middleware added with `add_middleware`
-    would sit inside it, where the REST routes it serves directly never go.
+    before its JSON one and without CORS headers; the rest of FastAPI's stack (middleware
+    added with `add_middleware`, exception handlers, routing) is what it hands requests to.
     """
 
     service_middleware: Callable[[ASGIApp], ASGIApp] | None = None
@@ -113,7 +109,10 @@ def create_app(settings: Settings | None = None) -> ServiceApp:
     app.state.services = services
     app.state.todo = services.todo  # what the surfaces call (core/service.py)
     install_error_handlers(app)
-    app.include_router(rest_router)
+    # The surfaces' routes join the app's own table rather than being included: FastAPI 0.165
+    # includes a router lazily and matches through it twice per request, saving and restoring
+    # scope keys for every candidate, a measurable share of a REST read (decision 9).
+    app.router.routes.extend(rest_router.routes)
     app.add_api_route("/docs", swagger_ui, methods=["GET"], include_in_schema=False)
     graphql = build_graphql_router(
         introspection=settings.graphql_introspection,
@@ -128,15 +127,7 @@ def create_app(settings: Settings | None = None) -> ServiceApp:
             services.documents.extension,
         ],
     )
-    app.include_router(graphql, prefix="/graphql")
-
-    async def serve_graphql(
-        _service: TodoService, scope: Scope, receive: Receive, _param: str
-    ) -> Response:
-        # GET and POST /graphql from ServiceMiddleware, as the REST routes: FastAPI's routing
-        # and request wrapping were ~10% of a GraphQL query's CPU (bench/PROFILE.md). The
-        # declared route above still serves them while dependency overrides are set.
-        return await graphql.serve_http(Request(scope, receive))
+    app.router.routes.extend(graphql.routes)
 
     @app.get("/health", tags=["operations"], summary="Liveness and database reachability")
     async def health() -> Response:
@@ -147,8 +138,8 @@ def create_app(settings: Settings | None = None) -> ServiceApp:
             media_type="application/json",
         )
 
-    # Observability (api/metrics.py, api/logging.py), CORS, security headers, trailing slashes,
-    # the last-resort 500 and the direct REST routes: one layer, in that order (its docstring).
+    # Observability (api/metrics.py, api/logging.py), trailing slashes, CORS, security headers
+    # and the last-resort 500, around FastAPI's stack (api/middleware.py).
     metrics = install_metrics(app, store=services.store) if settings.metrics_enabled else None
     app.service_middleware = functools.partial(
         ServiceMiddleware,
@@ -163,11 +154,6 @@ def create_app(settings: Settings | None = None) -> ServiceApp:
         },
         metrics=metrics,
         routes=app.router.routes,
-        direct=DirectRoutes(
-            services.todo,
-            extra={("GET", "/graphql"): serve_graphql, ("POST", "/graphql"): serve_graphql},
-        ),
-        dependency_overrides_provider=app,
     )
     if tracing is not None:  # the HTTP span outside everything (api/tracing.py)
         app.service_middleware = tracing.wrap(app.service_middleware, app.router.routes)
