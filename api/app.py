@@ -14,6 +14,7 @@ from starlette.middleware.errors import ServerErrorMiddleware
 from starlette.responses import Response
 from starlette.types import ASGIApp
 
+from api.dispatch import request_path
 from api.graphiql import graphiql_response
 from api.html_pages import swagger_ui
 from api.metrics import install_metrics, record_graphql_operation
@@ -35,7 +36,9 @@ class ServiceApp(FastAPI):
 
     It takes the place of FastAPI's ServerErrorMiddleware, whose plain-text 500 would come
     before its JSON one and without CORS headers; the rest of FastAPI's stack (middleware
-    added with `add_middleware`, exception handlers, routing) is what it hands requests to.
+    added with `add_middleware`, exception handlers, routing) is what it hands requests to,
+    as one layer when only the exception handlers and the router have work to do
+    (api/dispatch.py).
     """
 
     service_middleware: Callable[[ASGIApp], ASGIApp] | None = None
@@ -46,7 +49,7 @@ class ServiceApp(FastAPI):
             return stack
         if not isinstance(stack, ServerErrorMiddleware):  # pragma: no cover - FastAPI changed
             raise RuntimeError("FastAPI's outermost middleware is not ServerErrorMiddleware")
-        return self.service_middleware(stack.app)
+        return self.service_middleware(request_path(self, stack.app))
 
 
 _frozen = False
@@ -112,7 +115,7 @@ def create_app(settings: Settings | None = None) -> ServiceApp:
     # The surfaces' routes join the app's own table rather than being included: FastAPI 0.165
     # includes a router lazily and matches through it twice per request, saving and restoring
     # scope keys for every candidate, a measurable share of a REST read (decision 9).
-    app.router.routes.extend(rest_router.routes)
+    app.router.routes[:0] = rest_router.routes  # first: the router tries routes in order
     app.add_api_route("/docs", swagger_ui, methods=["GET"], include_in_schema=False)
     graphql = build_graphql_router(
         introspection=settings.graphql_introspection,
@@ -127,7 +130,8 @@ def create_app(settings: Settings | None = None) -> ServiceApp:
             services.documents.extension,
         ],
     )
-    app.router.routes.extend(graphql.routes)
+    hot = len(rest_router.routes)  # GraphQL's after the REST routes, before the rest
+    app.router.routes[hot:hot] = graphql.routes
 
     @app.get("/health", tags=["operations"], summary="Liveness and database reachability")
     async def health() -> Response:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import timedelta
 from typing import Any
 
@@ -222,10 +222,14 @@ class GraphQLHTTPRouter(GraphQLRouter[GraphQLContext, None]):
             and the handler builds the context with plain calls instead of solving the
             endpoint's dependencies (the context getter's, Strawberry's wrapper around it, the
             root value, the sub-response, background tasks). `app.dependency_overrides` do
-            not reach them."""
+            not reach them. `plain_handler` says the app may serve them with it directly:
+            it needs none of FastAPI's per-request exit stacks (api/dispatch.py)."""
+
+            plain_handler: Callable[[Request], Awaitable[Response]] | None = None
 
             def get_route_handler(self) -> Any:
                 if getattr(self.endpoint, "__name__", None) in _HTTP_ENDPOINTS:
+                    self.plain_handler = router.serve_http
                     return router.serve_http
                 return super().get_route_handler()
 

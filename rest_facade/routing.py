@@ -21,6 +21,8 @@ from fastapi.dependencies.models import Dependant
 from fastapi.dependencies.utils import get_typed_return_annotation
 from fastapi.routing import APIRoute
 from starlette.responses import Response
+from starlette.routing import Match
+from starlette.types import Scope
 
 # (parameter name or None for a declared-only dependency, async callable taking the request)
 _Resolver = tuple[str | None, Callable[[Request], Awaitable[Any]]]
@@ -86,6 +88,24 @@ def _plain_call_plan(route: APIRoute) -> tuple[list[str], list[str], list[_Resol
 
 
 class PlainCallRoute(APIRoute):
+    # The plain handler, when the endpoint has one: it needs none of FastAPI's per-request
+    # exit stacks, so the app may serve the route with it directly (api/dispatch.py).
+    plain_handler: Callable[[Request], Coroutine[Any, Any, Response]] | None = None
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        """`APIRoute.matches`, with its answer for another route's path found sooner: the router
+        asks every route in turn, and most are not the one. Only for the plain case (no root
+        path, no FastAPI per-request routing state: an included router's context would match
+        on its own path); otherwise, and whenever the path matches, FastAPI answers."""
+        if (
+            scope["type"] == "http"
+            and not scope.get("root_path")
+            and "fastapi" not in scope  # FastAPI's routing state (fastapi/routing.py)
+            and self.path_regex.match(scope["path"]) is None
+        ):
+            return Match.NONE, {}
+        return super().matches(scope)
+
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         plan = _plain_call_plan(self)
         if plan is None:
@@ -108,4 +128,5 @@ class PlainCallRoute(APIRoute):
             response: Response = await endpoint(**arguments)
             return response
 
+        self.plain_handler = handler
         return handler
