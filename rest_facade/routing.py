@@ -12,6 +12,7 @@ handler. `app.dependency_overrides` do not reach the plain calls.
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
@@ -20,9 +21,12 @@ from fastapi import Request
 from fastapi.dependencies.models import Dependant
 from fastapi.dependencies.utils import get_typed_return_annotation
 from fastapi.routing import APIRoute
+from starlette.convertors import StringConvertor
 from starlette.responses import Response
 from starlette.routing import Match
-from starlette.types import Scope
+from starlette.types import Receive, Scope, Send
+
+_NONE, _PARTIAL, _FULL = Match.NONE, Match.PARTIAL, Match.FULL  # read once, not per request
 
 # (parameter name or None for a declared-only dependency, async callable taking the request)
 _Resolver = tuple[str | None, Callable[[Request], Awaitable[Any]]]
@@ -93,18 +97,41 @@ class PlainCallRoute(APIRoute):
     plain_handler: Callable[[Request], Coroutine[Any, Any, Response]] | None = None
 
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
-        """`APIRoute.matches`, with its answer for another route's path found sooner: the router
-        asks every route in turn, and most are not the one. Only for the plain case (no root
-        path, no FastAPI per-request routing state: an included router's context would match
-        on its own path); otherwise, and whenever the path matches, FastAPI answers."""
+        """`APIRoute.matches`, answered sooner: the router asks every route in turn, and this
+        is one of the per-request costs the one path added (FastAPI's checks for an included
+        router's context, Starlette's path parameter conversion). For the plain case only: an
+        HTTP request without a root path or FastAPI's per-request routing state, a route whose
+        path parameters are plain strings; otherwise FastAPI answers. tests/test_rest_routing.py
+        compares the two."""
         if (
-            scope["type"] == "http"
-            and not scope.get("root_path")
-            and "fastapi" not in scope  # FastAPI's routing state (fastapi/routing.py)
-            and self.path_regex.match(scope["path"]) is None
+            scope["type"] != "http"
+            or scope.get("root_path")
+            or "fastapi" in scope  # FastAPI's routing state (fastapi/routing.py)
+            or not self._string_parameters
         ):
-            return Match.NONE, {}
-        return super().matches(scope)
+            return super().matches(scope)
+        found = self.path_regex.match(scope["path"])
+        if found is None:
+            return _NONE, {}
+        path_params = dict(scope.get("path_params", {}))
+        path_params.update(found.groupdict())
+        child_scope = {"endpoint": self.endpoint, "path_params": path_params, "route": self}
+        if self.methods and scope["method"] not in self.methods:
+            return _PARTIAL, child_scope
+        return _FULL, child_scope
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """`APIRoute.handle` for a matched method without FastAPI's routing state: the app."""
+        if "fastapi" in scope or (self.methods and scope["method"] not in self.methods):
+            await super().handle(scope, receive, send)  # an included router's context, a 405
+            return
+        await self.app(scope, receive, send)
+
+    @functools.cached_property
+    def _string_parameters(self) -> bool:
+        return all(
+            type(convertor) is StringConvertor for convertor in self.param_convertors.values()
+        )
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         plan = _plain_call_plan(self)

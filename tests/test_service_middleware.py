@@ -14,7 +14,7 @@ import orjson
 import pytest
 from asyncpg.pgproto import pgproto
 from fastapi import APIRouter, Depends, FastAPI, Request
-from fastapi.routing import iter_route_contexts
+from fastapi.routing import APIRoute, iter_route_contexts
 from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import PlainTextResponse, Response
 from starlette.types import Message, Receive, Scope, Send
@@ -118,6 +118,39 @@ async def test_endpoints_that_take_more_are_solved_by_fastapi() -> None:
         assert (await client.get("/plain/a%20b")).text == "a b /plain/a b"
         assert (await client.get("/query/7?limit=2")).json() == {"item_id": 7, "limit": 2}
         assert (await client.get("/query/x")).status_code == 422
+
+
+@pytest.mark.parametrize("root_path", ["", "/prefix"])
+@pytest.mark.parametrize("method", ["GET", "POST", "PUT", "DELETE", "PATCH"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/tasks",
+        "/api/tasks/abc",
+        "/api/tasks/a%20b",
+        "/api/tasks/a/b",
+        "/api/auth/login",
+        "/api/tasks/",
+        "/graphql",
+        "/",
+        "/prefix/api/tasks/x",
+    ],
+)
+def test_plain_call_routes_match_as_fastapi_does(path: str, method: str, root_path: str) -> None:
+    """`PlainCallRoute.matches` answers sooner, and what `APIRoute.matches` answers."""
+    router = APIRouter(route_class=PlainCallRoute)
+    router.add_api_route("/plain/{item_id}", plain, methods=["GET"])
+    routes = [*rest_router.router.routes, *router.routes]
+    for route in routes:
+        for path_params in ({}, {"outer": "1"}):
+            scope = {
+                "type": "http",
+                "method": method,
+                "path": path,
+                "root_path": root_path,
+                "path_params": path_params,
+            }
+            assert route.matches(dict(scope)) == APIRoute.matches(route, dict(scope))
 
 
 # --- the layer's headers against Starlette's CORSMiddleware and the old layers ---------------
