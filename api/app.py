@@ -11,10 +11,10 @@ from contextlib import asynccontextmanager
 import orjson
 from fastapi import FastAPI
 from starlette.middleware.errors import ServerErrorMiddleware
-from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import ASGIApp, Receive, Scope
+from starlette.types import ASGIApp
 
+from api.dispatch import request_path
 from api.graphiql import graphiql_response
 from api.html_pages import swagger_ui
 from api.metrics import install_metrics, record_graphql_operation
@@ -22,12 +22,10 @@ from api.middleware import ServiceMiddleware
 from api.services import Services
 from api.settings import Settings, load_settings
 from api.tracing import Tracing
-from core.service import TodoService
 from core.tasks import database_is_healthy
 from db.migrations import prepare_schema
 from graphql_schema.router import build_graphql_router
 from rest_facade.errors import install_error_handlers
-from rest_facade.router import DirectRoutes
 from rest_facade.router import router as rest_router
 
 log = logging.getLogger("todo")
@@ -37,9 +35,10 @@ class ServiceApp(FastAPI):
     """FastAPI with `ServiceMiddleware` (api/middleware.py) as its outermost layer.
 
     It takes the place of FastAPI's ServerErrorMiddleware, whose plain-text 500 would come
-    before its JSON one and without CORS headers; the rest of FastAPI's stack (exception
-    handlers, routing) is what it hands requests to. Middleware added with `add_middleware`
-    would sit inside it, where the REST routes it serves directly never go.
+    before its JSON one and without CORS headers; the rest of FastAPI's stack (middleware
+    added with `add_middleware`, exception handlers, routing) is what it hands requests to,
+    as one layer when only the exception handlers and the router have work to do
+    (api/dispatch.py).
     """
 
     service_middleware: Callable[[ASGIApp], ASGIApp] | None = None
@@ -50,7 +49,7 @@ class ServiceApp(FastAPI):
             return stack
         if not isinstance(stack, ServerErrorMiddleware):  # pragma: no cover - FastAPI changed
             raise RuntimeError("FastAPI's outermost middleware is not ServerErrorMiddleware")
-        return self.service_middleware(stack.app)
+        return self.service_middleware(request_path(self, stack.app))
 
 
 _frozen = False
@@ -113,7 +112,10 @@ def create_app(settings: Settings | None = None) -> ServiceApp:
     app.state.services = services
     app.state.todo = services.todo  # what the surfaces call (core/service.py)
     install_error_handlers(app)
-    app.include_router(rest_router)
+    # The surfaces' routes join the app's own table rather than being included: FastAPI 0.165
+    # includes a router lazily and matches through it twice per request, saving and restoring
+    # scope keys for every candidate, a measurable share of a REST read (decision 9).
+    app.router.routes[:0] = rest_router.routes  # first: the router tries routes in order
     app.add_api_route("/docs", swagger_ui, methods=["GET"], include_in_schema=False)
     graphql = build_graphql_router(
         introspection=settings.graphql_introspection,
@@ -128,15 +130,8 @@ def create_app(settings: Settings | None = None) -> ServiceApp:
             services.documents.extension,
         ],
     )
-    app.include_router(graphql, prefix="/graphql")
-
-    async def serve_graphql(
-        _service: TodoService, scope: Scope, receive: Receive, _param: str
-    ) -> Response:
-        # GET and POST /graphql from ServiceMiddleware, as the REST routes: FastAPI's routing
-        # and request wrapping were ~10% of a GraphQL query's CPU (bench/PROFILE.md). The
-        # declared route above still serves them while dependency overrides are set.
-        return await graphql.serve_http(Request(scope, receive))
+    hot = len(rest_router.routes)  # GraphQL's after the REST routes, before the rest
+    app.router.routes[hot:hot] = graphql.routes
 
     @app.get("/health", tags=["operations"], summary="Liveness and database reachability")
     async def health() -> Response:
@@ -147,8 +142,8 @@ def create_app(settings: Settings | None = None) -> ServiceApp:
             media_type="application/json",
         )
 
-    # Observability (api/metrics.py, api/logging.py), CORS, security headers, trailing slashes,
-    # the last-resort 500 and the direct REST routes: one layer, in that order (its docstring).
+    # Observability (api/metrics.py, api/logging.py), trailing slashes, CORS, security headers
+    # and the last-resort 500, around FastAPI's stack (api/middleware.py).
     metrics = install_metrics(app, store=services.store) if settings.metrics_enabled else None
     app.service_middleware = functools.partial(
         ServiceMiddleware,
@@ -163,11 +158,6 @@ def create_app(settings: Settings | None = None) -> ServiceApp:
         },
         metrics=metrics,
         routes=app.router.routes,
-        direct=DirectRoutes(
-            services.todo,
-            extra={("GET", "/graphql"): serve_graphql, ("POST", "/graphql"): serve_graphql},
-        ),
-        dependency_overrides_provider=app,
     )
     if tracing is not None:  # the HTTP span outside everything (api/tracing.py)
         app.service_middleware = tracing.wrap(app.service_middleware, app.router.routes)

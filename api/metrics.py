@@ -3,7 +3,7 @@
 What is measured:
 - `todo_http_requests_total{method,route,status}` and
   `todo_http_request_duration_seconds{method,route}` (observed by `ServiceMiddleware`,
-  api/middleware.py): `route` is the route template
+  api/middleware.py): `route` is the template of the route the request matched
   (`/api/tasks/{task_id}`), never the raw path, so ids and probes of unknown paths
   (`unmatched`) cannot grow the number of series; unusual methods count as `other`.
 - `todo_db_pool_connections_in_use` and `todo_db_pool_size`: the database connection pool.
@@ -41,7 +41,7 @@ from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, WebSocketRoute
+from starlette.routing import BaseRoute, Match, WebSocketRoute
 from starlette.types import Scope
 
 from db.store import Store
@@ -53,6 +53,7 @@ __all__ = [
     "install_metrics",
     "prepare_multiprocess_dir",
     "record_graphql_operation",
+    "route_template",
     "unbind_metrics",
 ]
 
@@ -185,12 +186,11 @@ class AppMetrics:
 
 
 class RouteTemplates:
-    """Finds the template of the route a request is for, from the app's own route table.
-
-    The router's result is not used: FastAPI (0.165+) leaves `scope["route"]` unset for
-    plain routes and without the include prefix for included routers, and requests the
-    router never sees (preflights answered by CORS) still deserve a label. The table is built
-    on first use and again whenever routes were added.
+    """Finds the template of the route a request is for before the router has seen it, from
+    the app's own route table: the tracing's span names (api/tracing.py), given when the
+    span starts, outside every layer. The metrics, counted after the response, read the route
+    the router matched (`route_template`). The table is built on first use and again whenever
+    routes were added.
     """
 
     def __init__(self, routes: Sequence[BaseRoute]) -> None:
@@ -228,6 +228,36 @@ class RouteTemplates:
                     return template
                 partial = partial or template  # a 405, or a preflight, for this route
         return partial or UNMATCHED_ROUTE
+
+
+def route_template(scope: Scope, routes: Sequence[BaseRoute]) -> str:
+    """The template of the route a request was for, `unmatched` when none was.
+
+    FastAPI's routes put themselves in `scope["route"]` when they match, fully or by path
+    alone (405). Two kinds of request have none there: preflights, which CORS answers
+    before routing, and requests served by plain Starlette routes (`/openapi.json`,
+    `/metrics`), which FastAPI's router leaves unmarked; for those, the same routes are
+    asked, in the router's order, whether they match (`Route.matches`).
+    """
+    template = getattr(scope.get("route"), "path_format", None)
+    if template:
+        return template
+    if "endpoint" not in scope and scope.get("method") != "OPTIONS":
+        return UNMATCHED_ROUTE  # no route matched: a 404
+    probe = {
+        "type": "http",
+        "method": scope.get("method"),
+        "path": scope["path"],
+        "root_path": scope.get("root_path", ""),
+    }
+    partial = None
+    for route in _flattened(routes):
+        match, _ = route.matches(probe)
+        if match is Match.FULL:
+            return route.path_format or UNMATCHED_ROUTE
+        if match is Match.PARTIAL and partial is None:
+            partial = route.path_format
+    return partial or UNMATCHED_ROUTE
 
 
 def _flattened(routes: Sequence[BaseRoute]) -> Iterable[Any]:

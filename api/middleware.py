@@ -1,20 +1,22 @@
 """The one pure-ASGI middleware every request crosses, outermost (api/app.py `ServiceApp`).
 
-It does, with one timer and one `send` wrapper, what five layers used to do, each with its own
-`send` wrapper and its own look at the headers (request log, metrics, CORS, security headers,
-FastAPI's ServerErrorMiddleware). Their order still holds, because each guarantee needs it:
+It does, with one timer and one `send` wrapper, what separate layers would do, each with its
+own `send` wrapper and its own look at the headers (request log, metrics, CORS, security
+headers, FastAPI's ServerErrorMiddleware). Their order holds because each guarantee needs it:
 
 1. Request id and access log: every response (preflights and the masked 500 included)
    carries X-Request-ID and gets its line (api/logging.py).
-2. Metrics: every request is counted, preflights too (api/metrics.py).
+2. Metrics: every request is counted, preflights too (api/metrics.py); the label is the
+   template of the route the request matched.
 3. CORS: preflights are answered here, with Starlette's own answer; every other response gets
    the CORS headers Starlette's CORSMiddleware would add, the last-resort 500 included.
 4. Security headers, trailing slashes (`/api/tasks/` is `/api/tasks`, no redirect), and the
    last resort: an unhandled error becomes `{"error": "Internal server error"}` with the CORS
    headers. Were it left to a handler outside CORS, the browser would see a bare
    "Failed to fetch".
-5. The REST routes the facade serves directly (rest_facade/router.py `DirectRoutes`);
-   everything else goes on to FastAPI (exception handlers, routing, GraphQL, 404 and 405).
+
+Then FastAPI's request path (api/dispatch.py): exception handlers and the one router, for
+REST and GraphQL alike.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Collection, Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.middleware.cors import CORSMiddleware
@@ -36,7 +38,7 @@ from api.logging import (
     request_id_from,
     unbind_request_id,
 )
-from api.metrics import AppMetrics, RouteTemplates, bind_metrics, unbind_metrics
+from api.metrics import AppMetrics, bind_metrics, route_template, unbind_metrics
 
 log = logging.getLogger("todo.errors")
 
@@ -58,27 +60,6 @@ _VARY_ORIGIN = (b"vary", b"Origin")
 _ALLOW_ORIGIN = b"access-control-allow-origin"
 
 
-class DirectRoute(Protocol):
-    @property
-    def template(self) -> str: ...  # the route template: the metrics' label
-
-
-class DirectRoutes(Protocol):
-    """Routes served without FastAPI's routing and dependency solving (rest_facade/router.py)."""
-
-    def match(self, method: str, path: str) -> Any: ...  # a DirectRoute, or None for FastAPI
-
-    async def serve(self, route: Any, scope: Scope, receive: Receive, send: Send) -> None: ...
-
-
-class _NoDirectRoutes:
-    def match(self, method: str, path: str) -> None:
-        return None
-
-    async def serve(self, route: Any, scope: Scope, receive: Receive, send: Send) -> None:
-        raise AssertionError("no direct routes")
-
-
 class ServiceMiddleware:
     def __init__(
         self,
@@ -86,19 +67,14 @@ class ServiceMiddleware:
         *,
         cors: Mapping[str, Any],
         metrics: AppMetrics | None,
-        routes: Sequence[BaseRoute],
-        direct: DirectRoutes | None = None,
-        dependency_overrides_provider: Any = None,
+        routes: Sequence[BaseRoute] = (),
     ) -> None:
         """`app` is FastAPI's stack below its ServerErrorMiddleware; `cors` are
-        CORSMiddleware's arguments; `routes` the app's (live) route list, for metrics labels;
-        `dependency_overrides_provider` the app: while its `dependency_overrides` hold any,
-        every request goes through FastAPI, so that overrides apply to the direct routes too."""
+        CORSMiddleware's arguments; `routes` the app's (live) route list, for the metrics
+        labels of what the router did not label (api/metrics.py `route_template`)."""
         self.app = app
         self.metrics = metrics
-        self.route_template = RouteTemplates(routes)
-        self.direct: DirectRoutes = _NoDirectRoutes() if direct is None else direct
-        self.overrides_provider = dependency_overrides_provider
+        self.routes = routes
         # Starlette's CORSMiddleware is kept for its settings and its preflight answer; its
         # per-response work is done in `_decorate`, the same edits on the raw header list.
         self.cors = CORSMiddleware(app, **cors)
@@ -140,7 +116,6 @@ class ServiceMiddleware:
         method: str = scope["method"]
         preflight = origin is not None and method == "OPTIONS" and preflight_asked
         status = 0  # until the response starts
-        route: DirectRoute | None = None
 
         async def send_decorated(message: Message) -> None:
             nonlocal status
@@ -152,27 +127,19 @@ class ServiceMiddleware:
                     message["headers"] = self._decorate(message.get("headers"), origin, id_header)
             await send(message)
 
+        routed = scope  # what the router sees, and marks with the route it matched
         try:
             try:
                 if preflight:
                     response = self.cors.preflight_response(request_headers=Headers(scope=scope))
                     await response(scope, receive, send_decorated)
                 else:
-                    # Inside CORS: trailing slashes, the direct routes or FastAPI, last resort.
-                    inner = scope
+                    # Inside CORS: trailing slashes, FastAPI's request path, last resort.
                     path: str = scope["path"]
                     if len(path) > 1 and path[-1] == "/":
-                        path = path.rstrip("/") or "/"
-                        inner = dict(scope, path=path)
-                    if not scope.get("root_path") and not getattr(
-                        self.overrides_provider, "dependency_overrides", None
-                    ):
-                        route = self.direct.match(method, path)
+                        routed = dict(scope, path=path.rstrip("/") or "/")
                     try:
-                        if route is not None:
-                            await self.direct.serve(route, inner, receive, send_decorated)
-                        else:
-                            await self.app(inner, receive, send_decorated)
+                        await self.app(routed, receive, send_decorated)
                     except Exception:
                         log.exception("unhandled error on %s %s", method, path)
                         if status:  # the response started: too late to answer anything else
@@ -192,7 +159,7 @@ class ServiceMiddleware:
             if metrics is not None:
                 metrics.observe_request(
                     method,
-                    route.template if route is not None else self.route_template(scope),
+                    route_template(routed, self.routes),
                     status or 500,  # what the client gets when nothing was sent
                     time.perf_counter() - started,
                 )

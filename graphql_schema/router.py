@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import timedelta
 from typing import Any
 
@@ -52,6 +52,7 @@ from graphql_schema.websocket import (
     authenticate_connection,
 )
 
+GRAPHQL_PATH = "/graphql"
 MAX_BODY_BYTES = 1 << 20
 PUBLIC_CACHE = "public, max-age=300"
 PRIVATE_CACHE = "private, no-store"
@@ -217,25 +218,20 @@ class GraphQLHTTPRouter(GraphQLRouter[GraphQLContext, None]):
         self.graphiql_page = graphiql_page
 
         class Route(APIRoute):
-            """Strawberry's GET and POST routes, served without FastAPI's dependency solving.
+            """Strawberry's GET and POST routes, served by `serve_http`: FastAPI routes them,
+            and the handler builds the context with plain calls instead of solving the
+            endpoint's dependencies (the context getter's, Strawberry's wrapper around it, the
+            root value, the sub-response, background tasks). `app.dependency_overrides` do
+            not reach them. `plain_handler` says the app may serve them with it directly:
+            it needs none of FastAPI's per-request exit stacks (api/dispatch.py)."""
 
-            Solving the endpoint's dependencies (the context getter's, Strawberry's wrapper
-            around it, the root value, the sub-response, background tasks) was a sixth of a
-            small query's CPU; `serve_http` does the same with plain calls. While the app has
-            dependency overrides, the routes run as declared, so that overrides apply.
-            """
+            plain_handler: Callable[[Request], Awaitable[Response]] | None = None
 
             def get_route_handler(self) -> Any:
-                declared = super().get_route_handler()
-                if getattr(self.endpoint, "__name__", None) not in _HTTP_ENDPOINTS:
-                    return declared
-
-                async def handler(request: Request) -> Response:
-                    if getattr(request.app, "dependency_overrides", None):
-                        return await declared(request)
-                    return await router.serve_http(request)
-
-                return handler
+                if getattr(self.endpoint, "__name__", None) in _HTTP_ENDPOINTS:
+                    self.plain_handler = router.serve_http
+                    return router.serve_http
+                return super().get_route_handler()
 
         super().__init__(schema, route_class=Route, **kwargs)
 
@@ -386,7 +382,8 @@ def build_graphql_router(
     report: OperationReport | None = None,
     extensions: Iterable[Callable[[], SchemaExtension]] = (),
 ) -> GraphQLHTTPRouter:
-    """The /graphql endpoint; mount it with `app.include_router(router, prefix="/graphql")`.
+    """The /graphql endpoint: its routes carry the full path (the router's prefix), so they
+    can join the app's route table as they are (api/app.py).
 
     `graphiql_page` answers browsers' GETs; without it, or without introspection (GraphiQL
     could not load the schema), there is no GraphiQL."""
@@ -396,6 +393,7 @@ def build_graphql_router(
             introspection=introspection, max_cost=max_cost, report=report, extensions=extensions
         ),
         graphiql_page=graphiql_page if with_ide else None,
+        prefix=GRAPHQL_PATH,
         context_getter=get_context,
         graphql_ide="graphiql" if with_ide else None,
         # The SDL in specs/ documents this endpoint; the OpenAPI document is the REST facade's.

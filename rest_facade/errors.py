@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import orjson
 from fastapi import FastAPI, Request
+from fastapi import routing as fastapi_routing
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
-from starlette.routing import Match
+from starlette.routing import BaseRoute
 
 from core.errors import DomainError, ErrorCode, RateLimited
 
@@ -81,21 +84,27 @@ async def _http_error(_request: Request, exc: Exception) -> Response:
 _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 
 
-def _allowed_methods(request: Request) -> str:
-    """Every method some route serves on this path (Starlette names only the first route's).
+def _allowed_methods(request: Request, exc: StarletteHTTPException) -> str:
+    """Every method served on the path, whichever route serves it (Starlette's `Allow` names
+    only the route it matched): the methods of every route with the matched one's template.
+    A plain Starlette route leaves no `scope["route"]`; its own `Allow` is the answer."""
+    template = getattr(request.scope.get("route"), "path_format", None)
+    if template:
+        methods: set[str] = set()
+        for route in _flattened(request.app.router.routes):
+            if getattr(route, "path_format", None) == template:
+                methods.update(getattr(route, "methods", None) or ())
+    else:
+        given = (exc.headers or {}).get("Allow", "")
+        methods = {method.strip() for method in given.split(",")}
+    return ", ".join(method for method in _METHODS if method in methods)
 
-    Asks each route whether it would fully match the same request with another method, which
-    works whatever the router nests (FastAPI wraps included routers).
-    """
-    allowed = [
-        method
-        for method in _METHODS
-        if any(
-            route.matches({**request.scope, "method": method})[0] is Match.FULL
-            for route in request.app.router.routes
-        )
-    ]
-    return ", ".join(allowed)
+
+def _flattened(routes: Sequence[BaseRoute]) -> Iterable[Any]:
+    # FastAPI 0.165+ keeps included routers lazily; this public helper yields their routes
+    # with the full path. Older versions copy them into the app's routes.
+    iter_route_contexts = getattr(fastapi_routing, "iter_route_contexts", None)
+    return iter_route_contexts(routes) if iter_route_contexts is not None else routes
 
 
 async def _starlette_http_error(request: Request, exc: Exception) -> Response:
@@ -105,7 +114,7 @@ async def _starlette_http_error(request: Request, exc: Exception) -> Response:
         message = exc.detail if isinstance(exc.detail, str) else "Error"
     headers = dict(exc.headers or {})
     if exc.status_code == 405:
-        headers["Allow"] = _allowed_methods(request)
+        headers["Allow"] = _allowed_methods(request, exc)
     return error_response(exc.status_code, message, headers or None)
 
 

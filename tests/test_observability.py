@@ -29,7 +29,7 @@ from api.logging import (
     current_request_id,
     logging_config,
 )
-from api.metrics import MAX_GRAPHQL_OPERATION_NAMES, RouteTemplates, record_graphql_operation
+from api.metrics import MAX_GRAPHQL_OPERATION_NAMES, record_graphql_operation, route_template
 from api.settings import load_settings
 from tests.conftest import FRONTEND, TEST_SECRET, Account, serve
 from tests.live import running
@@ -313,23 +313,30 @@ async def test_requests_are_counted_by_route_template_and_status(
     assert sample(text, "process_cpu_seconds_total") is not None or sys.platform != "linux"
 
 
-def test_route_templates_see_prefixes_mounts_and_late_routes() -> None:
+def test_route_templates_of_what_the_router_did_not_mark() -> None:
+    """Preflights (never routed) and plain Starlette routes (FastAPI's router leaves no
+    `scope["route"]`) are labelled by the routes that match them, prefixes, mounts and routes
+    added late included; a request no route matched is `unmatched`."""
     inner = APIRouter()
     inner.add_api_route("/items/{item_id}", lambda item_id: None, methods=["GET"])
     app = FastAPI()
     app.include_router(inner, prefix="/v1")
     app.mount("/static", Starlette())
-    templates = RouteTemplates(app.router.routes)
+    routes = app.router.routes
 
-    def template(method: str, path: str) -> str:
-        return templates({"type": "http", "method": method, "path": path, "root_path": ""})
+    def template(method: str, path: str, **marks: object) -> str:
+        scope = {"type": "http", "method": method, "path": path, "root_path": "", **marks}
+        return route_template(scope, routes)
 
-    assert template("GET", "/v1/items/42") == "/v1/items/{item_id}"
-    assert template("DELETE", "/v1/items/42/") == "/v1/items/{item_id}"
-    assert template("GET", "/static/css/site.css") == "/static/{path}"
-    assert template("GET", "/items/42") == "unmatched"
-    app.add_api_route("/late", lambda: None, methods=["GET"])
-    assert template("GET", "/late") == "/late"
+    assert template("OPTIONS", "/v1/items/42") == "/v1/items/{item_id}"
+    assert template("GET", "/static/css/site.css", endpoint=None) == "/static/{path}"
+    assert template("OPTIONS", "/items/42") == "unmatched"
+    assert template("GET", "/v1/items/42") == "unmatched"  # the router found nothing
+    app.add_route("/late", lambda request: None, methods=["GET"])
+    assert template("GET", "/late", endpoint=None) == "/late"
+    marked = APIRouter(prefix="/v2")
+    marked.add_api_route("/x/{y}", lambda y: None, methods=["GET"])
+    assert template("GET", "/anything", route=marked.routes[0]) == "/v2/x/{y}"
 
 
 async def test_the_database_pool_is_measured(app: FastAPI, client: httpx.AsyncClient) -> None:

@@ -1,5 +1,5 @@
-"""The one outer layer (api/middleware.py) and the direct REST routes answer exactly as the
-separate layers and FastAPI's routing did: same statuses, bodies, headers and header order."""
+"""The outer layers (api/middleware.py) answer with Starlette's CORS headers in the order the
+separate layers made them, and every request goes through FastAPI's one router."""
 
 from __future__ import annotations
 
@@ -7,13 +7,16 @@ import gc
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
-from typing import Any
+from typing import Annotated, Any
 
 import httpx
 import orjson
 import pytest
 from asyncpg.pgproto import pgproto
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.routing import APIRoute, iter_route_contexts
 from starlette.middleware.cors import CORSMiddleware
+from starlette.responses import PlainTextResponse, Response
 from starlette.types import Message, Receive, Scope, Send
 
 import api.app as app_module
@@ -21,7 +24,7 @@ from api.logging import request_id_from
 from api.middleware import ServiceMiddleware
 from core.records import TaskRecord
 from rest_facade import router as rest_router
-from rest_facade.router import DirectRoutes
+from rest_facade.routing import PlainCallRoute, _plain_call_plan
 from rest_facade.serializers import JSON_OPTIONS, task_json
 from tests.conftest import FRONTEND, Account
 
@@ -35,203 +38,119 @@ CORS = {
 }
 
 
-def _not_a_dependency() -> None:  # pragma: no cover - only its presence matters
-    pass
-
-
-@pytest.fixture
-def direct_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The templates of the requests DirectRoutes served."""
-    calls: list[str] = []
-    serve = DirectRoutes.serve
-
-    async def counting(self: DirectRoutes, route: Any, *args: Any) -> None:
-        calls.append(route.template)
-        await serve(self, route, *args)
-
-    monkeypatch.setattr(DirectRoutes, "serve", counting)
-    return calls
-
-
-async def both_ways(
-    client: httpx.AsyncClient, app: Any, method: str, path: str, **kwargs: Any
-) -> tuple[httpx.Response, httpx.Response]:
-    """The same request served directly, then by FastAPI (which any dependency override
-    forces)."""
-    headers = {"X-Request-ID": "same-id", "Origin": FRONTEND, **kwargs.pop("headers", {})}
-    direct = await client.request(method, path, headers=headers, **kwargs)
-    app.dependency_overrides[_not_a_dependency] = _not_a_dependency
-    try:
-        through_fastapi = await client.request(method, path, headers=headers, **kwargs)
-    finally:
-        app.dependency_overrides.clear()
-    return direct, through_fastapi
-
-
-def same(
-    direct: httpx.Response,
-    through_fastapi: httpx.Response,
-    varying: Callable[[dict], object] | None = None,
-) -> None:
-    """Equal but for what differs between two calls (`varying` removes it from the body)."""
-    assert direct.status_code == through_fastapi.status_code
-    if varying is None:
-        assert direct.headers.raw == through_fastapi.headers.raw  # names, values and order
-        assert direct.content == through_fastapi.content
-        return
-    assert [n for n, v in direct.headers.raw if n != b"content-length"] == [
-        n for n, v in through_fastapi.headers.raw if n != b"content-length"
-    ]
-    one, other = direct.json(), through_fastapi.json()
-    varying(one), varying(other)
-    assert one == other
-
-
-async def test_direct_routes_answer_as_fastapi_does(
-    client: httpx.AsyncClient, app: Any, alice: Account, direct_calls: list[str]
+async def test_rest_routes_answer_through_the_router(
+    client: httpx.AsyncClient, alice: Account
 ) -> None:
     auth = alice.headers
     first = (await client.post("/api/tasks", json={"title": "one"}, headers=auth)).json()["task"]
-    await client.post("/api/tasks", json={"title": "two", "description": "d"}, headers=auth)
     item = f"/api/tasks/{first['id']}"
-    direct_calls.clear()
-
-    cases: list[tuple[str, str, dict[str, Any]]] = [
-        ("GET", "/api/tasks", {"headers": auth}),
-        ("GET", "/api/tasks/", {"headers": auth}),
-        ("GET", "/api/tasks", {}),  # no token
-        ("GET", "/api/tasks", {"headers": {"Authorization": "Bearer nope"}}),
-        ("GET", item, {"headers": auth}),
-        ("GET", "/api/tasks/not-a-uuid", {"headers": auth}),
-        ("GET", f"/api/tasks/{uuid.uuid4()}", {"headers": auth}),
-        ("DELETE", f"/api/tasks/{uuid.uuid4()}", {"headers": auth}),
-        ("PUT", item, {"headers": auth, "content": b"{"}),
-        ("PUT", item, {"headers": auth, "json": {"completed": "yes"}}),
-        ("PUT", item, {"headers": {"Authorization": "Bearer x"}, "content": b"{"}),
-        ("POST", "/api/tasks", {"headers": auth, "json": {"title": " "}}),
-        ("POST", "/api/tasks", {"headers": auth, "content": b"x" * ((1 << 20) + 1)}),
-        ("POST", "/api/tasks", {"headers": auth, "content": b"[]"}),
-        ("POST", "/api/auth/login", {"json": {"email": "", "password": "x"}}),
-        ("POST", "/api/auth/login", {"json": {"email": alice.email, "password": "wrong"}}),
-        ("POST", "/api/auth/signup", {"json": {"email": "bad", "password": "password1"}}),
-        ("POST", "/api/auth/signup", {"json": {"email": alice.email, "password": "password1"}}),
-    ]
-    for method, path, kwargs in cases:
-        direct, through_fastapi = await both_ways(client, app, method, path, **kwargs)
-        same(direct, through_fastapi)
-    assert len(direct_calls) == len(cases)
-
-    def task_without(*fields: str) -> Callable[[dict], object]:
-        return lambda body: [body["task"].pop(field) for field in fields]
-
-    direct, through_fastapi = await both_ways(
-        client, app, "PUT", item, headers=auth, json={"completed": True}
-    )
-    same(direct, through_fastapi, task_without("updated_at"))
-    assert direct.status_code == 200
-    direct, through_fastapi = await both_ways(
-        client, app, "POST", "/api/tasks", headers=auth, json={"title": "t", "description": None}
-    )
-    same(direct, through_fastapi, task_without("id", "created_at", "updated_at"))
-    assert direct.status_code == 201
-    credentials = {"email": alice.email, "password": alice.password}
-    direct, through_fastapi = await both_ways(
-        client, app, "POST", "/api/auth/login", json=credentials
-    )
-    same(direct, through_fastapi, lambda body: body.pop("token"))  # its iat/exp may differ
-    assert direct.status_code == 200
-    doomed = [
-        (await client.post("/api/tasks", json={"title": "x"}, headers=auth)).json()["task"]["id"]
-        for _ in range(2)
-    ]
-    direct = await client.delete(f"/api/tasks/{doomed[0]}", headers=auth)
-    app.dependency_overrides[_not_a_dependency] = _not_a_dependency
-    try:
-        through_fastapi = await client.delete(f"/api/tasks/{doomed[1]}", headers=auth)
-    finally:
-        app.dependency_overrides.clear()
-    assert direct.status_code == through_fastapi.status_code == 204
-    assert direct.content == through_fastapi.content == b""
-    assert [n for n, _ in direct.headers.raw if n != b"x-request-id"] == [
-        n for n, _ in through_fastapi.headers.raw if n != b"x-request-id"
-    ]
+    bad_token = {"Authorization": "Bearer x"}
+    for method, path, kwargs, status in (
+        ("GET", "/api/tasks", {"headers": auth}, 200),
+        ("GET", "/api/tasks/", {"headers": auth}, 200),
+        ("GET", "/api/tasks", {}, 401),
+        ("GET", item, {"headers": auth}, 200),
+        ("GET", "/api/tasks/a b%", {"headers": auth}, 404),
+        ("PUT", item, {"headers": bad_token, "content": b"{"}, 401),  # the token, then the body
+        ("PUT", item, {"headers": auth, "content": b"{"}, 400),
+        ("POST", "/api/auth/login", {"json": {"email": "", "password": "x"}}, 400),
+        ("DELETE", item, {"headers": auth}, 204),
+    ):
+        response = await client.request(method, path, **kwargs)
+        assert response.status_code == status, (method, path, response.text)
 
 
-async def test_graphql_is_served_directly_as_fastapi_serves_it(
-    client: httpx.AsyncClient, app: Any, alice: Account, direct_calls: list[str]
+async def test_what_no_route_serves_is_a_404_or_405_with_every_method_allowed(
+    client: httpx.AsyncClient, alice: Account
 ) -> None:
-    await client.post("/api/tasks", json={"title": "one"}, headers=alice.headers)
-    direct_calls.clear()
-    query = "{ tasks(first: 5) { edges { node { title completed } } totalCount } }"
-    cases: list[tuple[str, str, dict[str, Any]]] = [
-        ("POST", "/graphql", {"headers": alice.headers, "json": {"query": query}}),
-        ("POST", "/graphql/", {"headers": alice.headers, "json": {"query": query}}),
-        ("GET", "/graphql", {"headers": alice.headers, "params": {"query": query}}),
-        ("POST", "/graphql", {"json": {"query": "{ me { email } }"}}),  # no token
-        ("POST", "/graphql", {"json": {"query": "{ nope"}}),
-        (
-            "POST",
-            "/graphql",
-            {"content": b"\xff\xfe{", "headers": {"Content-Type": "application/json"}},
-        ),
-        ("POST", "/graphql", {"json": {"query": "mutation { deleteTask(id: 1) }"}}),
-        ("GET", "/graphql", {"params": {"query": "mutation { __typename }"}}),
-        ("GET", "/graphql", {"headers": {"Accept": "text/html"}}),  # GraphiQL
-    ]
-    for method, path, kwargs in cases:
-        direct, through_fastapi = await both_ways(client, app, method, path, **kwargs)
-        same(direct, through_fastapi)
-    assert direct_calls == ["/graphql"] * len(cases)
-
-
-async def test_what_no_direct_route_serves_goes_to_fastapi(
-    client: httpx.AsyncClient, alice: Account, direct_calls: list[str]
-) -> None:
-    for method, path, status in (
-        ("HEAD", "/api/tasks", 405),
-        ("PATCH", "/api/tasks", 405),
-        ("OPTIONS", "/api/tasks", 405),  # not a preflight: no Origin
-        ("POST", f"/api/tasks/{uuid.uuid4()}", 405),
-        ("GET", "/api/tasks/a/b", 404),
-        ("GET", "/api/auth/login", 405),
-        ("GET", "/api", 404),
-        ("GET", "/health", 200),
+    for method, path, status, allow in (
+        ("HEAD", "/api/tasks", 405, "GET, POST"),
+        ("PATCH", "/api/tasks", 405, "GET, POST"),
+        ("OPTIONS", "/api/tasks", 405, "GET, POST"),  # not a preflight: no Origin
+        ("POST", f"/api/tasks/{uuid.uuid4()}", 405, "GET, PUT, DELETE"),
+        ("GET", "/api/auth/login", 405, "POST"),
+        ("HEAD", "/graphql", 405, "GET, POST, PUT, PATCH, DELETE"),
+        ("POST", "/openapi.json", 405, "GET, HEAD"),  # a plain Starlette route
+        ("GET", "/api/tasks/a/b", 404, None),
+        ("GET", "/api", 404, None),
     ):
         response = await client.request(method, path, headers=alice.headers)
         assert response.status_code == status, (method, path)
-    assert direct_calls == []
+        assert response.headers.get("allow") == allow, (method, path)
 
 
-def test_the_direct_table_follows_the_declarations(app: Any) -> None:
-    direct = DirectRoutes(app.state.todo)
-    expected = {
-        ("POST", "/api/auth/signup"): ("/api/auth/signup", ""),
-        ("POST", "/api/auth/login"): ("/api/auth/login", ""),
-        ("GET", "/api/tasks"): ("/api/tasks", ""),
-        ("POST", "/api/tasks"): ("/api/tasks", ""),
-        ("GET", "/api/tasks/abc"): ("/api/tasks/{task_id}", "abc"),
-        ("PUT", "/api/tasks/a b%"): ("/api/tasks/{task_id}", "a b%"),
-        ("DELETE", "/api/tasks/x"): ("/api/tasks/{task_id}", "x"),
-    }
-    for (method, path), (template, param) in expected.items():
-        route = direct.match(method, path)
-        assert route is not None and (route.template, route.param) == (template, param)
-    for method, path in (
-        ("GET", "/api/auth/signup"),
-        ("HEAD", "/api/tasks"),
-        ("DELETE", "/api/tasks"),
-        ("POST", "/api/tasks/x"),
-        ("GET", "/api/tasks/x/y"),
-        ("GET", "/api/x"),
-        ("GET", "/api"),
-        ("GET", "/"),
-    ):
-        assert direct.match(method, path) is None, (method, path)
-    # Every declared REST route is served directly, by its own endpoint's handler.
-    for declared in rest_router.router.routes:
-        for method in declared.methods:
-            route = direct.match(method, declared.path.replace("{task_id}", "some-id"))
-            assert route is not None and route.handler is rest_router._DIRECT[declared.endpoint]
+def test_every_rest_route_is_served_by_plain_calls(app: Any) -> None:
+    """No REST endpoint falls back to FastAPI's dependency solving unnoticed."""
+    for route in rest_router.router.routes:
+        assert isinstance(route, PlainCallRoute)
+        assert _plain_call_plan(route) is not None, route.path
+
+
+def test_routes_are_declared_with_their_full_path(app: Any) -> None:
+    """FastAPI marks a request with the route as declared (`scope["route"]`); the metrics and
+    the 405 answer read its template, so no include may add a prefix to it."""
+    for context in iter_route_contexts(app.router.routes):
+        assert context.original_route.path_format == context.path_format, context.path_format
+
+
+async def _path_of(request: Request) -> str:
+    return request.url.path
+
+
+async def plain(item_id: str, path: Annotated[str, Depends(_path_of)]) -> Response:
+    return PlainTextResponse(f"{item_id} {path}")
+
+
+async def with_query(item_id: int, limit: int = 3) -> dict[str, int]:
+    return {"item_id": item_id, "limit": limit}
+
+
+async def test_endpoints_that_take_more_are_solved_by_fastapi() -> None:
+    router = APIRouter(route_class=PlainCallRoute)
+    router.add_api_route("/plain/{item_id}", plain, methods=["GET"])
+    router.add_api_route("/query/{item_id}", with_query, methods=["GET"])
+    planned = [_plain_call_plan(route) is not None for route in router.routes]
+    assert planned == [True, False]
+    app = FastAPI()
+    app.include_router(router)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        assert (await client.get("/plain/a%20b")).text == "a b /plain/a b"
+        assert (await client.get("/query/7?limit=2")).json() == {"item_id": 7, "limit": 2}
+        assert (await client.get("/query/x")).status_code == 422
+
+
+@pytest.mark.parametrize("root_path", ["", "/prefix"])
+@pytest.mark.parametrize("method", ["GET", "POST", "PUT", "DELETE", "PATCH"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/tasks",
+        "/api/tasks/abc",
+        "/api/tasks/a%20b",
+        "/api/tasks/a/b",
+        "/api/auth/login",
+        "/api/tasks/",
+        "/graphql",
+        "/",
+        "/prefix/api/tasks/x",
+    ],
+)
+def test_plain_call_routes_match_as_fastapi_does(path: str, method: str, root_path: str) -> None:
+    """`PlainCallRoute.matches` answers sooner, and what `APIRoute.matches` answers."""
+    router = APIRouter(route_class=PlainCallRoute)
+    router.add_api_route("/plain/{item_id}", plain, methods=["GET"])
+    routes = [*rest_router.router.routes, *router.routes]
+    for route in routes:
+        for path_params in ({}, {"outer": "1"}):
+            scope = {
+                "type": "http",
+                "method": method,
+                "path": path,
+                "root_path": root_path,
+                "path_params": path_params,
+            }
+            assert route.matches(dict(scope)) == APIRoute.matches(route, dict(scope))
 
 
 # --- the layer's headers against Starlette's CORSMiddleware and the old layers ---------------
