@@ -1,5 +1,5 @@
 """Live task events: what a committed write announces, how it reaches its owner's tabs, and how
-a client resumes after a drop (decision 21).
+a client resumes after a drop (decision 23).
 
 Every task write appends an entry to the event log (`task_events`, db/event_log.py) with its
 own statement (PostgreSQL) or transaction (SQLite), so an event exists exactly when its write

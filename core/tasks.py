@@ -4,7 +4,7 @@ Every use case runs its statements through the store (db/store.py: each read on 
 its own, in autocommit), enforces ownership in the query itself (`WHERE id = :id AND user_id =
 :caller`: not yours and not there are the same answer), and raises only DomainError
 subclasses, with database outages turned into Unavailable. Every task write appends its event
-to the event log as part of the write (core/events.py, decision 21), so live updates follow
+to the event log as part of the write (core/events.py, decision 23), so live updates follow
 from REST and GraphQL alike, and only for writes that commit: on PostgreSQL the write, its
 event and the wake-up are one statement in autocommit, one round trip (db/event_log.py); on
 SQLite they share one transaction, and the event goes to this process's subscribers once it

@@ -1,6 +1,6 @@
 """The task events' log (`task_events`): the statements that write it and read it.
 
-Every task write adds one entry, committed with the write (decision 21):
+Every task write adds one entry, committed with the write (decision 23):
 
 - PostgreSQL: one statement per write, one round trip in autocommit. Data-modifying CTEs run
   the write, append its entry (the task as the write left it) and send the `pg_notify`

@@ -124,7 +124,7 @@ class PersistedDocument(Base):
 
 
 class TaskEventEntry(Base):
-    """One committed task write, as live updates announce it (core/events.py, decision 21).
+    """One committed task write, as live updates announce it (core/events.py, decision 23).
 
     Written by the write's own statement (PostgreSQL) or transaction (SQLite), so an entry
     exists exactly when its write committed. `position` grows with every entry and is never

@@ -1,4 +1,4 @@
-"""The task events' log: live updates that lose nothing and resume (specs/decisions.md, 21).
+"""The task events' log: live updates that lose nothing and resume (specs/decisions.md, 23).
 
 Revision ID: 0004
 Revises: 0003
