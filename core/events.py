@@ -382,6 +382,8 @@ class EventBus:
 
     async def _sweep_now_and_then(self) -> None:
         while True:
+            # First a minute after start: start-up (and a test's short-lived app) stays quiet.
+            await asyncio.sleep(SWEEP_EVERY_SECONDS)
             try:
                 deleted = await self.log.sweep()
             except Exception as exc:  # the next sweep will do
@@ -389,7 +391,6 @@ class EventBus:
             else:
                 if deleted:
                     log.debug("task events clean-up: %d older than the retention deleted", deleted)
-            await asyncio.sleep(SWEEP_EVERY_SECONDS)
 
 
 class LocalEventBus(EventBus):
