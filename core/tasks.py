@@ -5,10 +5,10 @@ its own, in autocommit), enforces ownership in the query itself (`WHERE id = :id
 :caller`: not yours and not there are the same answer), and raises only DomainError
 subclasses, with database outages turned into Unavailable. Every task write appends its event
 to the event log as part of the write (core/events.py, decision 23), so live updates follow
-from REST and GraphQL alike, and only for writes that commit: on PostgreSQL the write, its
-event and the wake-up are one statement in autocommit, one round trip (db/event_log.py); on
-SQLite they share one transaction, and the event goes to this process's subscribers once it
-has committed.
+from REST and GraphQL alike, and only for writes that commit: on PostgreSQL the write and its
+event are one statement in autocommit, one round trip (db/event_log.py), after which the
+instances' readers are woken; on SQLite they share one transaction, and the event goes to this
+process's subscribers once it has committed.
 """
 
 from __future__ import annotations
@@ -106,6 +106,10 @@ class EventSink(Protocol):
     def committed(self, event: TaskEvent) -> None:
         """SQLite: called right after the write's commit, in commit order."""
 
+    def written(self) -> None:
+        """PostgreSQL: a write statement committed an event (the instances' readers are
+        woken)."""
+
 
 def parse_id(value: object) -> uuid.UUID:
     """A task id from a path or a GraphQL ID: anything that is not a UUID is simply not found."""
@@ -124,11 +128,10 @@ def _task(row: Row | tuple[object, ...]) -> TaskRecord:
 
 
 def _turn(user_id: uuid.UUID) -> dict[str, object]:
-    """The PostgreSQL write statements' owner lock and wake-up (db/event_log.py)."""
+    """The PostgreSQL write statements' owner lock (db/event_log.py)."""
     return {
         "lock_class": event_log.OWNER_LOCK_CLASS,
         "lock_key": event_log.owner_lock_key(user_id),
-        "channel": event_log.CHANNEL,
     }
 
 
@@ -194,6 +197,7 @@ class Tasks:
                             **_turn(task.user_id),
                         },
                     )
+                self._events.written()
             else:
                 async with database_errors(), self._store.transaction() as transaction:
                     await transaction.execute(
@@ -233,6 +237,7 @@ class Tasks:
                 row = await self._store.row(event_log.PG_UPDATE, params)
             if row is not None:
                 record = _task(tuple(row)[:7])
+                self._events.written()
         else:
             async with database_errors(), self._store.transaction() as transaction:
                 row = await transaction.row(
@@ -267,6 +272,8 @@ class Tasks:
                     {**params, "now": datetime.now(UTC), **_turn(caller.user_id)},
                 )
             deleted = position is not None
+            if deleted:
+                self._events.written()
         else:
             async with database_errors(), self._store.transaction() as transaction:
                 deleted = bool(await transaction.execute(_DELETE_TASK, params))

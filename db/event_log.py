@@ -3,8 +3,11 @@
 Every task write adds one entry, committed with the write (decision 23):
 
 - PostgreSQL: one statement per write, one round trip in autocommit. Data-modifying CTEs run
-  the write, append its entry (the task as the write left it) and send the `pg_notify`
-  wake-up. Before the entry takes its position, the statement takes a transaction-scoped
+  the write and append its entry (the task as the write left it). No `pg_notify` in it:
+  PostgreSQL serializes the commits of notifying transactions (a global lock held through the
+  commit's WAL flush), which capped writes at a third of their rate; each instance sends the
+  wake-up (`WAKE`) on its own, coalesced, after its writes. Before the entry takes its
+  position, the statement takes a transaction-scoped
   advisory lock on the owner (`pg_advisory_xact_lock(OWNER_LOCK_CLASS, owner_lock_key)`),
   held until commit: one owner's entries therefore take their positions in commit order, which
   is what lets a client resume from a position. The lock is the statement's last, after the
@@ -40,7 +43,6 @@ _ENTRY_COLUMNS = (
 # The owner's lock, taken once the task row is written (it reads `task`) and before the
 # entry takes its position (the entry reads `turn`).
 _TURN = "turn AS (SELECT pg_advisory_xact_lock(:lock_class, CAST(:lock_key AS INTEGER)) FROM task)"
-_WAKE = "wake AS (SELECT pg_notify(:channel, '') FROM entry)"
 
 PG_CREATE = text(
     f"""
@@ -54,8 +56,8 @@ WITH task AS (
         task.completed, task.created_at, task.updated_at, task.created_at
     FROM task, turn
     RETURNING position
-), {_WAKE}
-SELECT entry.position FROM entry, wake
+)
+SELECT entry.position FROM entry
 """
 )
 
@@ -80,10 +82,10 @@ WITH task AS (
         task.completed, task.created_at, task.updated_at, task.updated_at
     FROM task, turn
     RETURNING position
-), {_WAKE}
+)
 SELECT task.id, task.title, task.description, task.completed, task.user_id, task.created_at,
     task.updated_at, entry.position
-FROM task, entry, wake
+FROM task, entry
 """
 )
 
@@ -97,10 +99,14 @@ WITH task AS (
         CAST(:now AS TIMESTAMPTZ)
     FROM task, turn
     RETURNING position
-), {_WAKE}
-SELECT entry.position FROM entry, wake
+)
+SELECT entry.position FROM entry
 """
 )
+
+
+# The readers' wake-up, sent by the writing instance after its writes (coalesced).
+WAKE = text("SELECT CAST(pg_notify(:channel, '') AS TEXT)")
 
 
 def owner_lock_key(user_id: uuid.UUID) -> int:
