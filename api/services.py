@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, replace
+from datetime import timedelta
 from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -12,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from api.settings import Settings, database_target, resolve_secret
 from core.accounts import Accounts
 from core.errors import ConfigError
-from core.events import EventBus, LocalEventBus, PostgresEventBus, TaskEventHub
+from core.events import EventBus, EventLog, LocalEventBus, PostgresEventBus, TaskEventHub
 from core.ratelimit import AuthRateLimiter, build_rate_limiter
 from core.security import PasswordHasher, TokenService
 from core.service import TodoService
@@ -109,8 +110,9 @@ def build_documents(settings: Settings, store: Store) -> PersistedDocuments:
     )
 
 
-def listener_target(settings: Settings, database: DatabaseTarget) -> DatabaseTarget:
-    """Where to LISTEN: EVENTS_DATABASE_URL, else DATABASE_URL, never through PgBouncer."""
+def listener_target(settings: Settings, database: DatabaseTarget) -> DatabaseTarget | None:
+    """Where to LISTEN: EVENTS_DATABASE_URL, else DATABASE_URL, never through PgBouncer (None:
+    nowhere, the instances read the event log on an interval instead)."""
     raw = (settings.events_database_url or "").strip()
     if raw:
         try:
@@ -129,10 +131,12 @@ def listener_target(settings: Settings, database: DatabaseTarget) -> DatabaseTar
         direct = label.removesuffix("-pooler") + dot + rest
         return replace(database, url=database.url.set(host=direct), pgbouncer=False)
     log.warning(
-        "DATABASE_URL goes through PgBouncer, where LISTEN does not work: set "
-        "EVENTS_DATABASE_URL to a direct connection for live updates"
+        "DATABASE_URL goes through PgBouncer, where LISTEN does not work: live updates read "
+        "the event log every %.2f s (TASK_EVENTS_POLL_SECONDS); set EVENTS_DATABASE_URL to a "
+        "direct connection to have them woken at once",
+        settings.task_events_poll_seconds,
     )
-    return database
+    return None
 
 
 def build_event_bus(
@@ -140,14 +144,19 @@ def build_event_bus(
     database: DatabaseTarget,
     store: Store,
 ) -> EventBus:
+    log_ = EventLog(store, retention=timedelta(hours=settings.task_events_retention_hours))
     hub = TaskEventHub(
-        per_user=settings.subscriptions_per_user, queue_size=settings.subscription_queue_size
+        per_user=settings.subscriptions_per_user,
+        queue_size=settings.subscription_queue_size,
+        log=log_,
     )
     if database.is_sqlite:
-        return LocalEventBus(hub, workers=settings.web_concurrency)
+        return LocalEventBus(hub, log_, workers=settings.web_concurrency)
     return PostgresEventBus(
         hub,
+        log_,
         store=store,
         listener_target=listener_target(settings, database),
+        poll_seconds=settings.task_events_poll_seconds,
         wait_seconds=settings.db_connect_timeout,
     )

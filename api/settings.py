@@ -80,6 +80,10 @@ class Settings(BaseSettings):
     subscription_queue_size: int = Field(default=100, ge=1, le=10_000)  # events not yet sent
     ws_keepalive_seconds: float = Field(default=15.0, gt=0, le=300)  # ping on every socket
     events_database_url: str | None = None  # direct PostgreSQL URL for LISTEN (not PgBouncer)
+    # How often instances read the event log when they cannot LISTEN (PgBouncer, a lost
+    # listener connection), and how long events stay there for clients to resume from.
+    task_events_poll_seconds: float = Field(default=0.5, ge=0.05, le=10)
+    task_events_retention_hours: float = Field(default=24.0, gt=0, le=24 * 90)
 
     # Operations (README: Migrations, Logs, Metrics). None means "the default for APP_ENV".
     db_auto_migrate: bool | None = None  # migrate at start-up: on in development, off in production

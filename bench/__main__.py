@@ -64,6 +64,7 @@ class Options:
     out: Path
     quick: bool
     command: str
+    subscribers: bool = False
 
 
 @dataclass
@@ -583,6 +584,12 @@ def parse_args(argv: list[str] | None) -> Options:
         help="when the floor checks that the token's user exists: only after a "
         "miss, as the service does (lazy, default), or on every request",
     )
+    parser.add_argument(
+        "--subscribers",
+        action="store_true",
+        help="keep a live taskEvents subscription open on the service for every seeded user "
+        "during the rounds (a separate process on wrk's core, reading every event)",
+    )
     parser.add_argument("--out", type=Path, default=BENCH / "RESULTS.md")
     args = parser.parse_args(argv)
     quick = args.quick
@@ -604,6 +611,7 @@ def parse_args(argv: list[str] | None) -> Options:
         floor_user_check=args.floor_user_check,
         out=args.out,
         quick=quick,
+        subscribers=args.subscribers,
         command=" ".join(["python -m bench", *(shlex.quote(a) for a in (argv or sys.argv[1:]))]),
     )
 
@@ -636,6 +644,7 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="todo_bench_"))
     db_url: str | None = None
     bench: Bench | None = None
+    subscribers: tuple[subprocess.Popen[bytes], Path] | None = None
     try:
         db_url, pg_version = pg.create_database(opts.admin_url)
         log(f"database {db_url.rsplit('/', 1)[-1]} (PostgreSQL {pg_version}); work dir {tmp}")
@@ -698,6 +707,8 @@ def main(argv: list[str] | None = None) -> int:
             big.task_ids = seed_big(servers["floor"].url, big, opts.big_tasks)
         log(f"  seeded in {time.monotonic() - t0:.0f}s")
         prepare_datasets(bench, list_users, write_users, big)
+        if opts.subscribers:
+            subscribers = start_subscribers(servers["service"].url, list_users + write_users, tmp)
 
         for scenario in SCENARIOS:
             if selected(opts, scenario.key):
@@ -724,8 +735,14 @@ def main(argv: list[str] | None = None) -> int:
         if opts.workers_phase and selected(opts, WORKERS):
             bench.run_workers(service_env, floor_env)
 
+        subscribed = None
+        if subscribers is not None:
+            subscribed = stop_subscribers(subscribers, len(list_users) + len(write_users))
+            subscribers = None
+            log(f"  subscribers: {subscribed['count']}, {subscribed['events']} events received")
         elapsed = time.monotonic() - started
         data = {
+            "subscribers": subscribed,
             "machine": machine_info(pg_version),
             "floor": floor,
             "options": {
@@ -749,6 +766,8 @@ def main(argv: list[str] | None = None) -> int:
         print(report.summary_text(data))
         return 0
     finally:
+        if subscribers is not None:
+            subscribers[0].terminate()
         if bench is not None:
             for server in bench.servers.values():
                 server.stop()
@@ -758,6 +777,34 @@ def main(argv: list[str] | None = None) -> int:
             except Exception as exc:
                 log(f"could not drop the benchmark database: {exc}")
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def start_subscribers(
+    url: str, users: list[SeedUser], tmp: Path
+) -> tuple[subprocess.Popen[bytes], Path]:
+    """One live subscription per user, in a process on core 1 (wrk's), reading every event."""
+    tokens = tmp / "subscriber_tokens.tsv"
+    tokens.write_text("".join(f"{u.token}\n" for u in users))
+    count = tmp / "subscriber_events"
+    ws_url = url.replace("http://", "ws://", 1) + "/graphql"
+    command = ["taskset", "-c", "1", sys.executable, "-m", "bench.subscribers", ws_url]
+    proc = subprocess.Popen([*command, str(tokens), str(count)], cwd=REPO)
+    log(f"  {len(users)} live subscriptions on the service (pid {proc.pid}, core 1)")
+    time.sleep(3)
+    if proc.poll() is not None:
+        raise RuntimeError(f"bench.subscribers exited with {proc.returncode}")
+    return proc, count
+
+
+def stop_subscribers(subscribers: tuple[subprocess.Popen[bytes], Path], count: int) -> dict:
+    proc, events = subscribers
+    alive = proc.poll() is None
+    proc.terminate()
+    proc.wait(timeout=10)
+    received = int(events.read_text() or 0) if events.exists() else 0
+    if not alive:
+        raise RuntimeError(f"bench.subscribers died during the run ({proc.returncode})")
+    return {"count": count, "events": received}
 
 
 def seed_big(url: str, user: SeedUser, n: int) -> list[str]:

@@ -252,6 +252,15 @@ def markdown(data: dict[str, Any]) -> str:
         f"- Data: {data['seed']['list_users']} users with 20 tasks each (list, get, update, "
         f"login), {data['seed']['write_users']} writers (create, delete), one user with "
         f"{data['seed']['big_user_tasks']} tasks; all seeded over HTTP through the REST API.",
+        *(
+            [
+                f"- Live subscribers: one `taskEvents` subscription per seeded user "
+                f"({sub['count']}) open on the service through every round, each event read "
+                f"(`bench/subscribers.py`, on core 1): {sub['events']} events received."
+            ]
+            if (sub := data.get("subscribers"))
+            else []
+        ),
         "- CPU ms/req: the server process's utime + stime (/proc, all threads) over the round, "
         'divided by the responses wrk counted. "Core 0 used by others": the share of core 0 '
         "busy with anything but the server under test during its rounds (PostgreSQL backends, the "

@@ -16,6 +16,7 @@ class ErrorCode(StrEnum):
     CONFLICT = "CONFLICT"
     RATE_LIMITED = "RATE_LIMITED"
     UNAVAILABLE = "UNAVAILABLE"
+    CURSOR_EXPIRED = "CURSOR_EXPIRED"
     INTERNAL = "INTERNAL"
     # GraphQL's persisted documents only (graphql_schema/persisted.py); Apollo's names.
     PERSISTED_QUERY_NOT_FOUND = "PERSISTED_QUERY_NOT_FOUND"
@@ -82,6 +83,14 @@ class SubscriberTooSlow(DomainError):
 
     code = ErrorCode.UNAVAILABLE
     default_message = "Subscription ended: this client fell too far behind"
+
+
+class CursorExpired(DomainError):
+    """A subscription's `after` names no event still kept (older than the retention, or not
+    a cursor at all): the client must refetch, then subscribe without it."""
+
+    code = ErrorCode.CURSOR_EXPIRED
+    default_message = "Cursor expired"
 
 
 class ConfigError(Exception):

@@ -1,12 +1,14 @@
 """Tasks: the caller's own, read and written one statement set at a time.
 
 Every use case runs its statements through the store (db/store.py: each read on a connection of
-its own, in autocommit; each write in a transaction of its own, so sibling GraphQL resolvers
-never share one), enforces ownership in the query itself (`WHERE id = :id AND user_id =
+its own, in autocommit), enforces ownership in the query itself (`WHERE id = :id AND user_id =
 :caller`: not yours and not there are the same answer), and raises only DomainError
-subclasses, with database outages turned into Unavailable. Task writes publish a TaskEvent
-inside their own transaction (core/events.py), so live updates follow from REST and GraphQL
-alike, and only for writes that commit.
+subclasses, with database outages turned into Unavailable. Every task write appends its event
+to the event log as part of the write (core/events.py, decision 23), so live updates follow
+from REST and GraphQL alike, and only for writes that commit: on PostgreSQL the write and its
+event are one statement in autocommit, one round trip (db/event_log.py), after which the
+instances' readers are woken; on SQLite they share one transaction, and the event goes to this
+process's subscribers once it has committed.
 """
 
 from __future__ import annotations
@@ -36,10 +38,11 @@ from sqlalchemy import (
 )
 
 from core.errors import InvalidInput, NotFound, Unauthenticated
-from core.events import TaskEvent
+from core.events import TaskEvent, TaskEventKind
 from core.guards import database_errors, require_user
 from core.records import Caller, TaskPage, TaskPosition, TaskRecord
 from core.validation import MISSING, validate_new_task, validate_task_changes
+from db import event_log
 from db.models import Task
 from db.store import ConstraintViolation, Row, Store, Transaction
 
@@ -94,10 +97,18 @@ _DELETE_TASK = delete(Task).where(
 _PING = text("SELECT 1")
 
 
-class EventPublisher(Protocol):
-    """Where a write's event goes: staged in the write's transaction (core/events.py)."""
+class EventSink(Protocol):
+    """Where a write's event goes once it is in the log (core/events.py's buses)."""
 
-    async def publish(self, transaction: Transaction, event: TaskEvent) -> None: ...
+    # PostgreSQL: write, event and wake-up in one statement; the instances' readers deliver.
+    one_statement: bool
+
+    def committed(self, event: TaskEvent) -> None:
+        """SQLite: called right after the write's commit, in commit order."""
+
+    def written(self) -> None:
+        """PostgreSQL: a write statement committed an event (the instances' readers are
+        woken)."""
 
 
 def parse_id(value: object) -> uuid.UUID:
@@ -112,8 +123,16 @@ def parse_id(value: object) -> uuid.UUID:
         raise NotFound() from None
 
 
-def _task(row: Row) -> TaskRecord:
+def _task(row: Row | tuple[object, ...]) -> TaskRecord:
     return TaskRecord(*row)
+
+
+def _turn(user_id: uuid.UUID) -> dict[str, object]:
+    """The PostgreSQL write statements' owner lock (db/event_log.py)."""
+    return {
+        "lock_class": event_log.OWNER_LOCK_CLASS,
+        "lock_key": event_log.owner_lock_key(user_id),
+    }
 
 
 def _task_values(task: TaskRecord) -> dict[str, object]:
@@ -126,7 +145,7 @@ def _task_values(task: TaskRecord) -> dict[str, object]:
 
 
 class Tasks:
-    def __init__(self, *, store: Store, events: EventPublisher) -> None:
+    def __init__(self, *, store: Store, events: EventSink) -> None:
         self._store = store
         self._events = events
 
@@ -165,17 +184,32 @@ class Tasks:
             updated_at=now,
         )
         try:
-            async with database_errors(), self._store.transaction() as transaction:
-                await transaction.execute(
-                    _INSERT_TASK,
-                    {
-                        **_task_values(task),
-                        "new_id": task.id,
-                        "new_user_id": task.user_id,
-                        "new_created_at": now,
-                    },
-                )
-                await self._events.publish(transaction, TaskEvent.created(task))
+            if self._events.one_statement:
+                async with database_errors():
+                    await self._store.row(
+                        event_log.PG_CREATE,
+                        {
+                            "task_id": task.id,
+                            "title": task.title,
+                            "description": task.description,
+                            "user_id": task.user_id,
+                            "now": now,
+                            **_turn(task.user_id),
+                        },
+                    )
+                self._events.written()
+            else:
+                async with database_errors(), self._store.transaction() as transaction:
+                    await transaction.execute(
+                        _INSERT_TASK,
+                        {
+                            **_task_values(task),
+                            "new_id": task.id,
+                            "new_user_id": task.user_id,
+                            "new_created_at": now,
+                        },
+                    )
+                    await self._append(transaction, TaskEventKind.CREATED, task, now)
         except ConstraintViolation:
             # The caller's account was deleted after its token was checked.
             raise Unauthenticated() from None
@@ -189,21 +223,39 @@ class Tasks:
             changes = validate_task_changes(fields)
         task_uuid = await self._task_id(caller, task_id)
         record: TaskRecord | None = None
-        async with database_errors(), self._store.transaction() as transaction:
-            row = await transaction.row(
-                _LOCK_TASK, {"task_id": task_uuid, "user_id": caller.user_id}
-            )
+        if self._events.one_statement:
+            params: dict[str, object] = {
+                "task_id": task_uuid,
+                "user_id": caller.user_id,
+                "now": datetime.now(UTC),
+                **_turn(caller.user_id),
+            }
+            for field in ("title", "description", "completed"):
+                params[f"set_{field}"] = field in changes
+                params[field] = changes.get(field)
+            async with database_errors():
+                row = await self._store.row(event_log.PG_UPDATE, params)
             if row is not None:
-                current = _task(row)
-                record = replace(
-                    current,
-                    **changes,  # type: ignore[arg-type]
-                    updated_at=max(datetime.now(UTC), current.updated_at + _ONE_MICROSECOND),
+                record = _task(tuple(row)[:7])
+                self._events.written()
+        else:
+            async with database_errors(), self._store.transaction() as transaction:
+                row = await transaction.row(
+                    _LOCK_TASK, {"task_id": task_uuid, "user_id": caller.user_id}
                 )
-                await transaction.execute(
-                    _UPDATE_TASK, {**_task_values(record), "task_id": task_uuid}
-                )
-                await self._events.publish(transaction, TaskEvent.updated(record))
+                if row is not None:
+                    current = _task(row)
+                    record = replace(
+                        current,
+                        **changes,  # type: ignore[arg-type]
+                        updated_at=max(datetime.now(UTC), current.updated_at + _ONE_MICROSECOND),
+                    )
+                    await transaction.execute(
+                        _UPDATE_TASK, {**_task_values(record), "task_id": task_uuid}
+                    )
+                    await self._append(
+                        transaction, TaskEventKind.UPDATED, record, record.updated_at
+                    )
         if record is None:
             # Outside the transaction: SQLite's single pooled connection is free again.
             await require_user(self._store, caller)
@@ -212,18 +264,52 @@ class Tasks:
 
     async def delete(self, caller: Caller, task_id: object) -> uuid.UUID:
         task_uuid = await self._task_id(caller, task_id)
-        async with database_errors(), self._store.transaction() as transaction:
-            deleted = await transaction.execute(
-                _DELETE_TASK, {"task_id": task_uuid, "user_id": caller.user_id}
-            )
-            if deleted:
-                await self._events.publish(
-                    transaction, TaskEvent.deleted(task_uuid, caller.user_id)
+        params = {"task_id": task_uuid, "user_id": caller.user_id}
+        if self._events.one_statement:
+            async with database_errors():
+                position = await self._store.scalar(
+                    event_log.PG_DELETE,
+                    {**params, "now": datetime.now(UTC), **_turn(caller.user_id)},
                 )
+            deleted = position is not None
+            if deleted:
+                self._events.written()
+        else:
+            async with database_errors(), self._store.transaction() as transaction:
+                deleted = bool(await transaction.execute(_DELETE_TASK, params))
+                if deleted:
+                    gone = TaskEvent(TaskEventKind.DELETED, task_uuid, caller.user_id, None)
+                    await self._append_event(transaction, gone, datetime.now(UTC))
         if not deleted:
             await require_user(self._store, caller)
             raise NotFound()
         return task_uuid
+
+    async def _append(
+        self, transaction: Transaction, kind: TaskEventKind, task: TaskRecord, at: datetime
+    ) -> None:
+        await self._append_event(transaction, TaskEvent(kind, task.id, task.user_id, task), at)
+
+    async def _append_event(self, transaction: Transaction, event: TaskEvent, at: datetime) -> None:
+        """SQLite: the event into the log, in the write's transaction; to this process's
+        subscribers once that commits."""
+        task = event.task
+        position = await transaction.scalar(
+            event_log.APPEND,
+            {
+                "kind": event.kind.value,
+                "task_id": event.task_id,
+                "user_id": event.user_id,
+                "title": task.title if task else None,
+                "description": task.description if task else None,
+                "completed": task.completed if task else None,
+                "created_at": task.created_at if task else None,
+                "updated_at": task.updated_at if task else None,
+                "recorded_at": at,
+            },
+        )
+        logged = replace(event, position=int(position))
+        transaction.after_commit(lambda: self._events.committed(logged))
 
     # --- pages (GraphQL connections) ------------------------------------------------------
 

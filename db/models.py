@@ -1,4 +1,5 @@
-"""The schema: users and their tasks (contract section 4), and the rate limits' attempt windows."""
+"""The schema: users and their tasks (contract section 4), the task events' log, and the rate
+limits' attempt windows."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from sqlalchemy import (
     Boolean,
     DateTime,
     ForeignKey,
+    Identity,
     Index,
+    Integer,
     MetaData,
     String,
     Text,
@@ -118,3 +121,40 @@ class PersistedDocument(Base):
     document: Mapped[str] = mapped_column(Text)
     # When an instance last took it from the table (each instance also caches it in memory).
     used_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class TaskEventEntry(Base):
+    """One committed task write, as live updates announce it (core/events.py, decision 23).
+
+    Written by the write's own statement (PostgreSQL) or transaction (SQLite), so an entry
+    exists exactly when its write committed. `position` grows with every entry and is never
+    reused (PostgreSQL: an identity column; SQLite: AUTOINCREMENT); the cursors clients resume
+    from are positions. Kept for TASK_EVENTS_RETENTION_HOURS, then deleted by the service.
+    """
+
+    __tablename__ = "task_events"
+
+    # INTEGER on SQLite: only an INTEGER PRIMARY KEY is the rowid AUTOINCREMENT keeps unique.
+    position: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), Identity(), primary_key=True
+    )
+    # PostgreSQL: the writing transaction's id (`pg_current_xact_id()`), by which instances
+    # read the log in snapshot batches; null on SQLite (one process, commit order is position
+    # order there).
+    xid: Mapped[int | None] = mapped_column(BigInteger, nullable=True, index=True)
+    kind: Mapped[str] = mapped_column(String(7))  # CREATED, UPDATED, DELETED
+    task_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    user_id: Mapped[uuid.UUID] = mapped_column(Uuid)  # no foreign key: a write pays no lookup
+    # The task as the write left it; all null for DELETED.
+    title: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    description: Mapped[str | None] = mapped_column(String(1000), nullable=True)
+    completed: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    created_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime)  # when; retention counts from it
+
+    __table_args__ = (
+        # A subscriber's replay: one owner's entries after a position.
+        Index("ix_task_events_user_id_position", "user_id", "position"),
+        {"sqlite_autoincrement": True},
+    )

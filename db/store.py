@@ -13,7 +13,9 @@ Each statement is written once, as a SQLAlchemy Core statement with named bind p
 
 asyncpg needs no type processing for the columns used here: it sends and returns `uuid.UUID`
 (a subclass), aware UTC `datetime`, `bool` and `str` natively, as the models declare them.
-Reads run in autocommit (one statement, no BEGIN/COMMIT); writes in `transaction()`.
+Reads run in autocommit (one statement, no BEGIN/COMMIT), and so do writes that are one
+statement (PostgreSQL's task writes, db/event_log.py; the rate limits' upserts); other writes
+run in `transaction()`.
 """
 
 from __future__ import annotations
@@ -307,10 +309,11 @@ class _AsyncpgTransaction(Transaction):
 
 async def _keep_session(_connection: asyncpg.Connection) -> None:
     """Nothing to reset when a connection goes back to the pool: the store's statements never
-    change session state (no SET, LISTEN, advisory lock or cursor; task events use NOTIFY, the
-    listener has a connection of its own). asyncpg's default sends `SELECT
-    pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL` on every release, a round trip
-    per request; it still rolls back a transaction left open, with or without this."""
+    change session state (no SET, LISTEN, session advisory lock or cursor; task writes take
+    transaction-scoped advisory locks and NOTIFY, the listener has a connection of its own).
+    asyncpg's default sends `SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET
+    ALL` on every release, a round trip per request; it still rolls back a transaction left
+    open, with or without this."""
 
 
 class AsyncpgStore(Store):
@@ -391,7 +394,11 @@ class AsyncpgStore(Store):
     async def rows(self, statement: Executable, params: Params | None = None) -> Sequence[Row]:
         compiled = self._runner._compile(statement)
         async with self._connection() as connection:
-            return await connection.fetch(compiled.sql, *compiled.args(params))
+            try:
+                return await connection.fetch(compiled.sql, *compiled.args(params))
+            except asyncpg.IntegrityConstraintViolationError as exc:
+                # A one-statement write (INSERT ... RETURNING) in autocommit.
+                raise ConstraintViolation(str(exc)) from exc
 
     async def execute(self, statement: Executable, params: Params | None = None) -> int:
         async with self.transaction() as transaction:

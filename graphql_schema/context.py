@@ -93,8 +93,11 @@ class GraphQLContext(BaseContext):
             self.expires_at = authentication.expires_at
 
     @asynccontextmanager
-    async def task_events(self, caller: Caller) -> AsyncIterator[events.Subscription]:
-        """The caller's task events from now on, within the per-connection and per-user caps."""
+    async def task_events(
+        self, caller: Caller, after: str | None = None
+    ) -> AsyncIterator[events.Subscription]:
+        """The caller's task events after the cursor `after`, else from now on, within the
+        per-connection and per-user caps."""
         limit = self.service.subscriptions_per_connection
         if self.open_subscriptions >= limit:
             raise TooManySubscriptions(
@@ -102,7 +105,7 @@ class GraphQLContext(BaseContext):
             )
         self.open_subscriptions += 1
         try:
-            async with self.service.events.subscribe(caller.user_id) as subscription:
+            async with self.service.events.subscribe(caller.user_id, after) as subscription:
                 yield subscription
         finally:
             self.open_subscriptions -= 1

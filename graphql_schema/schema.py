@@ -137,11 +137,16 @@ class Mutation:
 class Subscription:
     @strawberry.subscription(
         description="The caller's own task changes (from REST or GraphQL, on any instance), "
-        "in commit order, from the moment this subscription starts. Over WebSocket only."
+        "in commit order: those committed after `after` (an event's cursor; replayed first, "
+        "then live, each once), else from the moment this subscription starts. A cursor no "
+        "longer kept fails with CURSOR_EXPIRED: refetch, then subscribe without it. Over "
+        "WebSocket only."
     )
-    async def task_events(self, info: GraphQLInfo) -> AsyncGenerator[TaskEvent, None]:
+    async def task_events(
+        self, info: GraphQLInfo, after: str | None = None
+    ) -> AsyncGenerator[TaskEvent, None]:
         caller = await info.context.caller()
-        async with info.context.task_events(caller) as subscription:
+        async with info.context.task_events(caller, after) as subscription:
             async for event in subscription:
                 yield TaskEvent.from_event(event)
 

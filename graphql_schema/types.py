@@ -94,6 +94,10 @@ class TaskEvent:
     task: Task | None = strawberry.field(
         description="The task as this write left it; null for DELETED."
     )
+    cursor: str = strawberry.field(
+        description="Where this event is in the caller's feed: pass it as `taskEvents(after:)` "
+        "to resume after it (opaque; kept for TASK_EVENTS_RETENTION_HOURS)."
+    )
 
     @classmethod
     def from_event(cls, event: events.TaskEvent) -> TaskEvent:
@@ -101,6 +105,7 @@ class TaskEvent:
             type=TaskEventType(event.kind.value),
             task_id=strawberry.ID(str(event.task_id)),
             task=Task.from_record(event.task) if event.task is not None else None,
+            cursor=event.cursor,
         )
 
 

@@ -30,6 +30,7 @@ STATUS_BY_CODE: dict[ErrorCode, int] = {
     ErrorCode.PERSISTED_QUERY_NOT_FOUND: 400,
     ErrorCode.PERSISTED_QUERY_NOT_SUPPORTED: 400,
     ErrorCode.UNTRUSTED_DOCUMENT: 400,
+    ErrorCode.CURSOR_EXPIRED: 410,  # a subscription's `after`
 }
 
 _MESSAGE_BY_STATUS = {

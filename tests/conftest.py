@@ -141,6 +141,7 @@ async def serve(app: FastAPI, *, wipe: bool = True) -> AsyncIterator[httpx.Async
                 # Rate-limit counters live in the database too (a fresh app, fresh counters).
                 await conn.exec_driver_sql("DELETE FROM rate_limit_windows")
                 await conn.exec_driver_sql("DELETE FROM persisted_documents")
+                await conn.exec_driver_sql("DELETE FROM task_events")
         transport = httpx.ASGITransport(
             app=app, raise_app_exceptions=False, client=("127.0.0.1", 50000)
         )

@@ -376,6 +376,10 @@ const changes = [];
 function applyChange(change) {{
   changes.push(change);
 }}
+let refetches = 0;
+function refetchAll() {{
+  refetches += 1;
+}}
 
 // ---- the README's example, as written ----
 {example}
@@ -386,7 +390,13 @@ await waitFor("the reconnect after the token expired", () => tokensGiven >= 2, 2
 await untilLive(CONFIG.http, CONFIG.fresh, changes, new Set());
 const created = await rest(CONFIG.http, "POST", "/api/tasks", CONFIG.fresh, {{ title: "readme" }});
 await waitFor("the event", () => changes.some((c) => c.taskId === created.body.task.id));
-finish({{ tokensGiven, change: changes.find((c) => c.taskId === created.body.task.id) }});
+const cursors = changes.map((c) => c.cursor);
+finish({{
+  tokensGiven,
+  refetches,
+  twice: cursors.length - new Set(cursors).size,
+  change: changes.find((c) => c.taskId === created.body.task.id),
+}});
 """
 
 
@@ -414,6 +424,8 @@ def test_the_readme_example_works_as_written(
     # Node 20's WebSocket (the browser's API) is behind a flag; the example uses the global one.
     result = node(["--experimental-websocket", str(script)], config, cwd=tmp_path)
     assert result["tokensGiven"] == 2
+    # The reconnect resubscribed with the last cursor: nothing came twice, nothing expired.
+    assert result["twice"] == 0 and result["refetches"] == 0
     change = result["change"]
     assert change["type"] == "CREATED"
     assert change["task"]["title"] == "readme" and change["task"]["completed"] is False

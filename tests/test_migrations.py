@@ -32,7 +32,7 @@ from db.url import DatabaseTarget, parse_database_url
 from tests.conftest import TEST_SECRET, admin_execute, serve
 
 REPO = Path(__file__).resolve().parent.parent
-APP_TABLES = {"users", "tasks", "rate_limit_windows", "persisted_documents"}
+APP_TABLES = {"users", "tasks", "rate_limit_windows", "persisted_documents", "task_events"}
 INDEX = "ix_tasks_user_id_created_at_id"
 
 NewDatabase = Callable[[], Awaitable[str]]

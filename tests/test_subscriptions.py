@@ -7,6 +7,8 @@ Every wait is bounded (tests/ws_helpers.py): a missing event fails in seconds, n
 from __future__ import annotations
 
 import asyncio
+import base64
+import sqlite3
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -14,8 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
+from sqlalchemy.engine import make_url
 from websockets.exceptions import InvalidStatus
 
 from tests.conftest import TEST_SECRET, token_for
@@ -23,6 +27,7 @@ from tests.live import service, service_log
 from tests.ws_helpers import (
     LEGACY_WS,
     TASK_EVENTS,
+    TASK_EVENTS_AFTER,
     TRANSPORT_WS,
     graphql,
     next_event,
@@ -49,6 +54,7 @@ DELETE = "mutation($id: ID!) { deleteTask(id: $id) }"
 class Live:
     base: str
     work: Path
+    database_url: str
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
@@ -71,7 +77,7 @@ def live(
         SUBSCRIPTIONS_PER_USER=str(PER_USER),
         WS_KEEPALIVE_SECONDS="0.5",
     ) as (base, proc):
-        yield Live(base, work)
+        yield Live(base, work, database_url)
         log = service_log(proc)
     # Refused tokens, caps, expiry and closed sockets are all expected: none is an error.
     assert "Traceback" not in log and " ERROR " not in log, log
@@ -169,6 +175,113 @@ async def test_unsubscribing_stops_events_and_frees_the_slot(
 
 
 # --- authentication ----------------------------------------------------------------------------
+
+
+async def test_a_client_that_drops_for_5_s_resumes_with_its_last_cursor_once_each(
+    live: Live, client: httpx.AsyncClient
+) -> None:
+    """Writes keep coming while the client's socket is gone for 5 s; subscribing again with
+    `after` set to the last cursor it saw replays what it missed, then goes live: every event
+    once, in order."""
+    token, _ = await signup(client)
+    expected: list[tuple[str, str]] = []
+    received: list[tuple[str, str]] = []
+
+    async def write_for(seconds: float) -> None:
+        ids: list[str] = []
+        deadline = time.monotonic() + seconds
+        i = 0
+        while time.monotonic() < deadline:
+            if i % 3 == 2:
+                task_id = ids.pop(0)
+                await rest(client, "DELETE", f"/api/tasks/{task_id}", token)
+                expected.append(("DELETED", task_id))
+            elif i % 3 == 1:
+                await graphql(client, token, UPDATE, {"id": ids[-1], "title": f"u{i}"})
+                expected.append(("UPDATED", ids[-1]))
+            else:
+                response = await rest(client, "POST", "/api/tasks", token, {"title": f"t{i}"})
+                ids.append(response.json()["task"]["id"])
+                expected.append(("CREATED", ids[-1]))
+            i += 1
+            await asyncio.sleep(0.1)
+
+    async def receive(socket: Any, op: str, until: float) -> str | None:
+        cursor = None
+        while time.monotonic() < until:
+            try:
+                message = await socket.receive(wait=max(0.01, until - time.monotonic()))
+            except TimeoutError:
+                break
+            assert message["id"] == op and message["type"] == "next", message
+            event = message["payload"]["data"]["taskEvents"]
+            received.append((event["type"], event["taskId"]))
+            cursor = event["cursor"]
+        return cursor
+
+    async with subscribed(live.base, token, subscriptions=0) as (tab, _):
+        op = await tab.subscribe(TASK_EVENTS_AFTER, variables={"after": None})
+        await wait_until_subscribed(tab)
+        writing = asyncio.create_task(write_for(8.0))
+        cursor = await receive(tab, op, time.monotonic() + 1.5)
+    assert cursor is not None and received
+    await asyncio.sleep(5.0)  # away; the writes go on
+    async with subscribed(live.base, token, subscriptions=0) as (tab, _):
+        op = await tab.subscribe(TASK_EVENTS_AFTER, variables={"after": cursor})
+        await writing
+        await receive(tab, op, time.monotonic() + 2.0)
+    assert len(expected) > 40
+    assert received == expected
+
+
+async def test_an_expired_or_malformed_cursor_is_refused_with_cursor_expired(
+    live: Live, client: httpx.AsyncClient
+) -> None:
+    token, _ = await signup(client)
+    async with subscribed(live.base, token, subscriptions=0) as (tab, _):
+        op = await tab.subscribe(TASK_EVENTS_AFTER, variables={"after": None})
+        await wait_until_subscribed(tab)
+        for i in range(3):
+            await rest(client, "POST", "/api/tasks", token, {"title": f"t{i}"})
+        cursors = [(await next_event(tab, op))["cursor"] for _ in range(3)]
+    # As the retention clean-up would: the two oldest events are no longer kept.
+    position = int(base64.urlsafe_b64decode(cursors[1] + "==").decode().split(":")[1])
+    await _delete_events_up_to(live.database_url, position)
+    refused = {
+        cursors[0]: "Cursor expired",
+        cursors[1]: "Cursor expired",
+        "not a cursor": "Invalid cursor",
+    }
+    async with subscribed(live.base, token, subscriptions=0) as (tab, _):
+        for after, message in refused.items():
+            op = await tab.subscribe(TASK_EVENTS_AFTER, variables={"after": after})
+            answer = await tab.receive()
+            assert answer["id"] == op and answer["type"] == "next", answer
+            [error] = answer["payload"]["errors"]
+            assert error["extensions"]["code"] == "CURSOR_EXPIRED"
+            assert error["message"].startswith(message), error
+            assert (await tab.receive())["type"] == "complete"
+        # The oldest kept event's cursor still works: nothing after it yet, then live.
+        op = await tab.subscribe(TASK_EVENTS_AFTER, variables={"after": cursors[2]})
+        await wait_until_subscribed(tab)
+        created = await rest(client, "POST", "/api/tasks", token, {"title": "after"})
+        event = await next_event(tab, op)
+        assert event["taskId"] == created.json()["task"]["id"]
+
+
+async def _delete_events_up_to(database_url: str, position: int) -> None:
+    if database_url.startswith("sqlite"):
+        with sqlite3.connect(database_url.removeprefix("sqlite:///")) as conn:
+            conn.execute("DELETE FROM task_events WHERE position <= ?", (position,))
+        return
+    url = make_url(database_url)
+    conn = await asyncpg.connect(
+        host=url.host, port=url.port or 5432, user=url.username, database=url.database
+    )
+    try:
+        await conn.execute("DELETE FROM task_events WHERE position <= $1", position)
+    finally:
+        await conn.close()
 
 
 @pytest.mark.parametrize(

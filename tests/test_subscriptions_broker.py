@@ -1,5 +1,6 @@
-"""The event broker without sockets: fan-out, the slow-consumer bound, caps, the payload, and
-"only writes that commit, only after the subscription started"."""
+"""The event broker without sockets: fan-out, the slow-consumer bound, caps, cursors, and through
+the app "only writes that commit, only after the subscription started", resuming, clean-up,
+catching up from the log, and the snapshot batches' race."""
 
 from __future__ import annotations
 
@@ -7,26 +8,19 @@ import asyncio
 import time
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 import httpx
-import orjson
 import pytest
 from fastapi import FastAPI
 
+from api.app import create_app
 from core import events
-from core.errors import ErrorCode, SubscriberTooSlow, TooManySubscriptions
-from core.events import (
-    Snapshot,
-    TaskEvent,
-    TaskEventHub,
-    TaskEventKind,
-    decode_notification,
-    encode_body,
-)
+from core.errors import CursorExpired, ErrorCode, SubscriberTooSlow, TooManySubscriptions
+from core.events import TaskEvent, TaskEventHub, TaskEventKind
 from core.records import TaskRecord
-from core.validation import DESCRIPTION_MAX, TITLE_MAX
 from graphql_schema.context import connection_authorization
-from tests.conftest import Account
+from tests.conftest import Account, serve, signup
 
 ALICE, BOB = uuid.uuid4(), uuid.uuid4()
 
@@ -36,14 +30,20 @@ def _task(owner: uuid.UUID, title: str = "t", description: str | None = None) ->
     return TaskRecord(uuid.uuid4(), title, description, False, owner, now, now)
 
 
-def _event(owner: uuid.UUID, xid: int | None = None) -> TaskEvent:
+def _event(owner: uuid.UUID, position: int = 0) -> TaskEvent:
     task = _task(owner)
-    return TaskEvent(TaskEventKind.CREATED, task.id, owner, task, xid=xid)
+    return TaskEvent(TaskEventKind.CREATED, task.id, owner, task, position)
 
 
 async def _drain(subscription: events.Subscription, count: int) -> list[TaskEvent]:
     async with asyncio.timeout(2):
         return [await subscription.next() for _ in range(count)]
+
+
+async def _no_event(subscription: events.Subscription, seconds: float = 0.5) -> None:
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(seconds):
+            await subscription.next()
 
 
 # --- fan-out and the bounds --------------------------------------------------------------------
@@ -101,57 +101,35 @@ async def test_subscriptions_per_user_are_capped() -> None:
     hub.subscribe(ALICE)  # a slot freed up
 
 
-async def test_events_a_snapshot_already_saw_are_skipped() -> None:
+async def test_events_up_to_the_start_are_skipped_and_each_event_is_handed_out_once() -> None:
     hub = TaskEventHub(per_user=5, queue_size=10)
     subscription = hub.subscribe(ALICE)
-    # Transactions below 100 and 105 committed before the subscription; 103 was running.
-    subscription.start_after(Snapshot.parse("100:106:103"))
-    seen_before = [_event(ALICE, xid) for xid in (99, 100, 105)]
-    after = [_event(ALICE, xid) for xid in (103, 106, 250)]
-    for event in [seen_before[0], after[0], seen_before[1], after[1], seen_before[2], after[2]]:
+    subscription.start_at(5, replay=False)
+    events_ = [_event(ALICE, position) for position in (3, 5, 6, 6, 7)]
+    for event in events_:
         hub.deliver(event)
-    assert await _drain(subscription, 3) == after
+    assert [e.position for e in await _drain(subscription, 2)] == [6, 7]
+    await _no_event(subscription, 0.1)
 
 
-def test_snapshot_text_is_parsed() -> None:
-    assert Snapshot.parse("10:20:") == Snapshot(10, 20, frozenset())
-    assert Snapshot.parse("10:20:12,15") == Snapshot(10, 20, frozenset({12, 15}))
-    snapshot = Snapshot.parse("10:20:12,15")
-    assert [x for x in range(8, 23) if snapshot.saw(x)] == [8, 9, 10, 11, 13, 14, 16, 17, 18, 19]
+# --- cursors -----------------------------------------------------------------------------------
 
 
-# --- the NOTIFY payload ------------------------------------------------------------------------
+def test_a_cursor_round_trips_and_is_opaque() -> None:
+    for position in (1, 42, 10**17):
+        cursor = events.encode_cursor(position)
+        assert str(position) not in cursor
+        assert events.decode_cursor(cursor) == position
 
 
-def test_the_payload_round_trips() -> None:
-    task = _task(ALICE, 'Title "quoted" ✓', "a\nb")
-    for event in (
-        TaskEvent.created(task),
-        TaskEvent.updated(task),
-        TaskEvent.deleted(task.id, ALICE),
-    ):
-        decoded, load = decode_notification(f"4242 {encode_body(event)}")
-        assert not load
-        assert decoded == TaskEvent(event.kind, event.task_id, event.user_id, event.task, xid=4242)
-
-
-@pytest.mark.parametrize("char", ["\x01", "😀", '"'])
-def test_the_largest_task_still_fits_a_notify_payload(char: str) -> None:
-    """NOTIFY payloads must stay under 8000 bytes; the worst text at the field limits fits."""
-    task = _task(ALICE, char * TITLE_MAX, char * DESCRIPTION_MAX)
-    body = encode_body(TaskEvent.updated(task))
-    payload = f"{2**63 - 1} {body}".encode()
-    assert len(payload) < 8000
-    assert orjson.loads(body)["task"]["title"] == task.title
-
-
-def test_a_task_that_does_not_fit_is_sent_by_reference(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(events, "MAX_BODY_BYTES", 200)
-    task = _task(ALICE, "x" * 200)
-    decoded, load = decode_notification(f"7 {encode_body(TaskEvent.updated(task))}")
-    assert load and decoded.task is None and decoded.task_id == task.id
-    _, load = decode_notification(f"7 {encode_body(TaskEvent.deleted(task.id, ALICE))}")
-    assert not load
+@pytest.mark.parametrize(
+    "cursor", ["", "x", "not base64 !", "ZTE6", "ZTI6MQ", "ZTE6LTE", "a" * 65, "djF8MXwy"]
+)
+def test_a_malformed_cursor_is_refused_as_expired(cursor: str) -> None:
+    with pytest.raises(CursorExpired) as refused:
+        events.decode_cursor(cursor)
+    assert refused.value.code is ErrorCode.CURSOR_EXPIRED
+    assert refused.value.message.startswith("Invalid cursor")
 
 
 def test_connection_init_payloads_name_the_token() -> None:
@@ -166,12 +144,6 @@ def test_connection_init_payloads_name_the_token() -> None:
 
 
 # --- through the app (both databases): only writes that commit, in order ----------------------
-
-
-async def _no_event(subscription: events.Subscription, seconds: float = 0.5) -> None:
-    with pytest.raises(TimeoutError):
-        async with asyncio.timeout(seconds):
-            await subscription.next()
 
 
 async def test_rest_writes_publish_in_order_and_failed_writes_publish_nothing(
@@ -205,19 +177,206 @@ async def test_rest_writes_publish_in_order_and_failed_writes_publish_nothing(
         await _no_event(bobs, 0.1)
 
 
-async def test_an_event_of_a_rolled_back_transaction_is_never_delivered(
+async def test_a_failed_write_logs_and_publishes_nothing(
     app: FastAPI, client: httpx.AsyncClient, alice: Account
 ) -> None:
+    """A create for an account deleted after its token was checked fails (401) as one
+    statement or one transaction: no task, no event in the log, none delivered."""
     services = app.state.services
     owner = uuid.UUID(alice.id)
     async with services.events.subscribe(owner) as subscription:
-        with pytest.raises(RuntimeError):
-            async with services.store.transaction() as transaction:
-                await services.events.publish(transaction, _event(owner))
-                raise RuntimeError("the write fails after publishing")
+        async with services.engine.begin() as conn:
+            await conn.exec_driver_sql("DELETE FROM users")
+        refused = await client.post("/api/tasks", json={"title": "a"}, headers=alice.headers)
+        assert refused.status_code == 401
         await _no_event(subscription)
-        committed = _event(owner)
-        async with services.store.transaction() as transaction:
-            await services.events.publish(transaction, committed)
-        received = await _drain(subscription, 1)
-        assert received[0].task_id == committed.task_id
+    assert await services.events.log.latest(owner) == 0
+
+
+async def test_positions_grow_and_a_subscription_resumes_after_a_cursor_once_each(
+    app: FastAPI, client: httpx.AsyncClient, alice: Account, bob: Account
+) -> None:
+    bus = app.state.services.events
+    owner = uuid.UUID(alice.id)
+
+    async def create(title: str, account: Account = alice) -> str:
+        response = await client.post("/api/tasks", json={"title": title}, headers=account.headers)
+        assert response.status_code == 201
+        return str(response.json()["task"]["id"])
+
+    async with bus.subscribe(owner) as first:
+        ids = [await create(f"t{i}") for i in range(3)]
+        await create("bob's", bob)
+        seen = await _drain(first, 3)
+    assert [str(e.task_id) for e in seen] == ids
+    assert seen[0].position < seen[1].position < seen[2].position
+    # Missed while away: two more, one of them an update; another owner's write in between.
+    ids.append(await create("t3"))
+    await client.put(f"/api/tasks/{ids[0]}", json={"completed": True}, headers=alice.headers)
+    await create("bob's again", bob)
+    async with bus.subscribe(owner, after=seen[0].cursor) as resumed:
+        replayed = await _drain(resumed, 4)
+        assert [(e.kind, str(e.task_id)) for e in replayed] == [
+            (TaskEventKind.CREATED, ids[1]),
+            (TaskEventKind.CREATED, ids[2]),
+            (TaskEventKind.CREATED, ids[3]),
+            (TaskEventKind.UPDATED, ids[0]),
+        ]
+        assert replayed[-1].task is not None and replayed[-1].task.completed
+        # Then live, without a seam: the next write once, nothing replayed twice.
+        ids.append(await create("t4"))
+        [live] = await _drain(resumed, 1)
+        assert str(live.task_id) == ids[-1] and live.position > replayed[-1].position
+        await _no_event(resumed)
+    # The cursor of the latest event: nothing to replay, then live.
+    async with bus.subscribe(owner, after=live.cursor) as caught_up:
+        await _no_event(caught_up, 0.2)
+        deleted = await client.delete(f"/api/tasks/{ids[1]}", headers=alice.headers)
+        assert deleted.status_code == 204
+        [gone] = await _drain(caught_up, 1)
+        assert (gone.kind, str(gone.task_id), gone.task) == (TaskEventKind.DELETED, ids[1], None)
+
+
+async def test_old_events_are_cleaned_up_and_their_cursors_expire(
+    app: FastAPI, client: httpx.AsyncClient, alice: Account
+) -> None:
+    bus = app.state.services.events
+    owner = uuid.UUID(alice.id)
+    async with bus.subscribe(owner) as subscription:
+        for i in range(5):
+            await client.post("/api/tasks", json={"title": f"t{i}"}, headers=alice.headers)
+        seen = await _drain(subscription, 5)
+    # Events older than the retention go, oldest first, in bounded batches; the rest stay.
+    assert seen[2].task is not None
+    as_if_later = seen[2].task.created_at + bus.log.retention
+    assert await bus.log.sweep(batch=1, now=as_if_later) == 2
+    assert await bus.log.sweep() == 0  # nothing is 24 hours old
+    async with bus.subscribe(owner, after=seen[0].cursor) as expired:
+        with pytest.raises(CursorExpired) as refused:
+            await expired.next()
+    assert refused.value.code is ErrorCode.CURSOR_EXPIRED
+    assert refused.value.message.startswith("Cursor expired")
+    # The oldest kept event's cursor still replays everything after it.
+    async with bus.subscribe(owner, after=seen[2].cursor) as kept:
+        assert [e.task_id for e in await _drain(kept, 2)] == [e.task_id for e in seen[3:]]
+    # A well-formed cursor of no event at all is refused the same way.
+    async with bus.subscribe(owner, after=events.encode_cursor(10**15)) as unknown:
+        with pytest.raises(CursorExpired):
+            await unknown.next()
+
+
+async def test_a_subscriber_that_falls_behind_catches_up_from_the_log(
+    make_settings: Any, alice: Account
+) -> None:
+    """Past SUBSCRIPTION_QUEUE_SIZE waiting events the buffer is dropped and the subscriber
+    reads the log instead: every event once, in order, none ending the subscription."""
+    app = create_app(make_settings(subscription_queue_size=3))
+    async with serve(app, wipe=False) as client:
+        account = await signup(client)
+        owner = uuid.UUID(account.id)
+        async with app.state.services.events.subscribe(owner) as subscription:
+            ids = []
+            for i in range(40):
+                response = await client.post(
+                    "/api/tasks", json={"title": f"t{i}"}, headers=account.headers
+                )
+                ids.append(response.json()["task"]["id"])
+            await asyncio.sleep(0.3)  # let every event reach the hub (and overflow it)
+            received = await _drain(subscription, 40)
+            assert [str(e.task_id) for e in received] == ids
+            await _no_event(subscription, 0.3)
+
+
+async def test_snapshot_batches_deliver_a_lower_position_that_commits_later_exactly_once(
+    app: FastAPI, client: httpx.AsyncClient, database_url: str
+) -> None:
+    """The outbox race: T1 takes position p1, T2 takes p2 > p1 and commits first. A reader
+    that kept "the last position read" would skip p1 forever; the snapshot batches deliver p2,
+    then p1 when T1 commits, each once."""
+    if database_url.startswith("sqlite"):
+        pytest.skip("one writer at a time on SQLite: positions are taken in commit order")
+    import asyncpg
+    from sqlalchemy.engine import make_url
+
+    bus = app.state.services.events
+    url = make_url(database_url)
+    connect = {"host": url.host, "port": url.port or 5432, "user": url.username}
+    t1 = await asyncpg.connect(database=url.database, **connect)
+    t2 = await asyncpg.connect(database=url.database, **connect)
+    insert = (
+        "INSERT INTO task_events (xid, kind, task_id, user_id, recorded_at) "
+        "VALUES (CAST(CAST(pg_current_xact_id() AS TEXT) AS BIGINT), 'DELETED', $1, $2, now()) "
+        "RETURNING position"
+    )
+    ann, ben = uuid.uuid4(), uuid.uuid4()
+    try:
+        async with bus.subscribe(ann) as anns, bus.subscribe(ben) as bens:
+            tx1, tx2 = t1.transaction(), t2.transaction()
+            await tx1.start()
+            await tx2.start()
+            p1 = await t1.fetchval(insert, uuid.uuid4(), ann)
+            p2 = await t2.fetchval(insert, uuid.uuid4(), ben)
+            assert p1 < p2
+            await t2.execute("SELECT pg_notify($1, '')", events.CHANNEL)
+            await tx2.commit()
+            [second] = await _drain(bens, 1)
+            assert second.position == p2
+            await _no_event(anns, 1.2)  # batches read meanwhile found p2 and not p1
+            assert bus.batches >= 2
+            await t1.execute("SELECT pg_notify($1, '')", events.CHANNEL)
+            await tx1.commit()
+            [first] = await _drain(anns, 1)
+            assert first.position == p1
+            await _no_event(anns, 1.0)
+            await _no_event(bens, 0.1)
+    finally:
+        await t1.close()
+        await t2.close()
+
+
+async def test_one_owners_writes_take_positions_in_commit_order(
+    app: FastAPI, client: httpx.AsyncClient, alice: Account, database_url: str
+) -> None:
+    """What makes a position a cursor: a write of the owner waits for the owner's previous
+    write to commit before it takes its position (PostgreSQL: the owner's advisory lock)."""
+    if database_url.startswith("sqlite"):
+        pytest.skip("one writer at a time on SQLite")
+    import asyncpg
+    from sqlalchemy.engine import make_url
+
+    from core.tasks import _turn
+    from db import event_log
+    from db.store import _Compiled
+
+    url = make_url(database_url)
+    connect = {"host": url.host, "port": url.port or 5432, "user": url.username}
+    compiled = _Compiled(event_log.PG_CREATE)
+    owner = uuid.UUID(alice.id)
+
+    def args() -> list[Any]:
+        params = {
+            "task_id": uuid.uuid4(),
+            "title": "t",
+            "description": None,
+            "user_id": owner,
+            "now": datetime.now(UTC),
+            **_turn(owner),
+        }
+        return compiled.args(params)
+
+    first = await asyncpg.connect(database=url.database, **connect)
+    second = await asyncpg.connect(database=url.database, **connect)
+    try:
+        tx = first.transaction()
+        await tx.start()
+        p1 = await first.fetchval(compiled.sql, *args())  # holds the owner's turn until commit
+        waiting = asyncio.create_task(second.fetchval(compiled.sql, *args()))
+        await asyncio.sleep(0.5)
+        assert not waiting.done()
+        await tx.commit()
+        async with asyncio.timeout(5):
+            p2 = await waiting
+        assert p2 > p1
+    finally:
+        await first.close()
+        await second.close()

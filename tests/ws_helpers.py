@@ -25,6 +25,10 @@ TASK_EVENTS = """
 subscription { taskEvents { type taskId task { id title description completed createdAt
   updatedAt owner { id } } } }
 """
+# Resumable: each event's cursor, and `after` the cursor of the last event seen.
+TASK_EVENTS_AFTER = """
+subscription($after: String) { taskEvents(after: $after) { type taskId cursor } }
+"""
 
 
 class Closed(Exception):
@@ -80,9 +84,17 @@ class GraphQLSocket:
         await self.send({"type": "connection_init", "payload": payload or {}})
         return await self.receive()
 
-    async def subscribe(self, query: str = TASK_EVENTS, op_id: str | None = None) -> str:
+    async def subscribe(
+        self,
+        query: str = TASK_EVENTS,
+        op_id: str | None = None,
+        variables: dict[str, Any] | None = None,
+    ) -> str:
         op_id = op_id or uuid.uuid4().hex[:8]
-        await self.send({"id": op_id, "type": "subscribe", "payload": {"query": query}})
+        payload: dict[str, Any] = {"query": query}
+        if variables is not None:
+            payload["variables"] = variables
+        await self.send({"id": op_id, "type": "subscribe", "payload": payload})
         return op_id
 
     async def complete(self, op_id: str) -> None:
