@@ -98,7 +98,6 @@ def validate_document(
     )
 
 
-
 def _drop_helpers(info: AsyncWorkFinishedInfo) -> None:
     executor = info.executor
     # A subscription's own executor is copied for every event (the copies share its
@@ -123,10 +122,10 @@ class ExecutorWithoutCycle(StrawberryGraphQLCoreExecutionContext):
         if not BREAKS_EXECUTOR_CYCLE or not hasattr(self, "async_helpers"):
             return  # pragma: no cover - graphql-core changed: its own path, cycle and all
         hooks = self.hooks
-        theirs = hooks.async_work_finished if hooks is not None else None
-        if theirs is None:
+        if hooks is None or hooks.async_work_finished is None:
             self.hooks = _DROP_HELPERS
             return
+        theirs = hooks.async_work_finished
 
         def both(info: AsyncWorkFinishedInfo) -> None:  # pragma: no cover - none passed today
             try:

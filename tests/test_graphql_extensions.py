@@ -202,9 +202,7 @@ async def test_strawberrys_opentelemetry_extension_traces_every_kind_of_operatio
         assert f"GraphQL Resolving: {field}" in spans, spans
 
 
-async def test_an_operation_leaves_no_reference_cycle_behind(
-    app: FastAPI, alice: Account
-) -> None:
+async def test_an_operation_leaves_no_reference_cycle_behind(app: FastAPI, alice: Account) -> None:
     """What an operation reached (its executor, the context and loaders, rows, the result)
     goes when it ends. graphql-core 3.3's executor kept itself in a reference cycle, so all of
     it waited for the cyclic garbage collector, which then took a quarter of the CPU under
