@@ -1,6 +1,6 @@
 """The one module that reaches past Strawberry's documented API; the rest uses its hooks.
 
-Two things, each behind a feature check with a fallback, and pinned by pyproject.toml's upper
+Three things, each behind a feature check with a fallback, and pinned by pyproject.toml's upper
 bounds (strawberry-graphql <0.342, graphql-core <3.4); tests/test_graphql_extensions.py checks
 that these versions take the preferred path.
 
@@ -13,15 +13,38 @@ that these versions take the preferred path.
   rules are not where this module looks or graphql-core lacks the option: Strawberry's own
   `validate_document`, the function its ValidationCache extension calls; errors then carry
   "Did you mean" suggestions, which `extensions.present` cuts when introspection is off.
+- `ExecutorWithoutCycle`: the executor class (Strawberry's documented `execution_context_class`
+  argument) that breaks graphql-core 3.3's one reference cycle per operation. Its executor
+  keeps `async_helpers`, bound methods of itself, so an operation's executor, and with it
+  everything the operation reached (the request's context and loaders, the rows, the
+  result), outlived the operation until the cyclic garbage collector found it: 77 objects a
+  request, and under load a quarter of the server's CPU went to collections (decision 24).
+  graphql-core's documented `ExecutionHooks.async_work_finished` hook, run once everything
+  the operation started has settled, drops the helpers. Fallback, when the executor does not
+  have them or the hooks: graphql-core's executor as it is (the collector frees the cycle).
 """
 
 from __future__ import annotations
 
 import inspect
 from collections.abc import Sequence
+from typing import Any
 
-from graphql import ASTValidationRule, DocumentNode, GraphQLError, GraphQLSchema, validate
+from graphql import (
+    ASTValidationRule,
+    DocumentNode,
+    GraphQLError,
+    GraphQLSchema,
+    OperationType,
+    validate,
+)
 from strawberry.schema.base import BaseSchema
+from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+
+try:
+    from graphql.execution.executor import AsyncWorkFinishedInfo, ExecutionHooks, Executor
+except ImportError:  # pragma: no cover - graphql-core changed
+    ExecutionHooks = None  # type: ignore[assignment,misc]
 
 
 def core_schema(schema: BaseSchema) -> GraphQLSchema:
@@ -73,3 +96,41 @@ def validate_document(
     return validate(
         schema, document, (*rules, *_STRAWBERRY_RULES), hide_suggestions=hide_suggestions
     )
+
+
+def _drop_helpers(info: AsyncWorkFinishedInfo) -> None:
+    executor = info.executor
+    # A subscription's own executor is copied for every event (the copies share its
+    # helpers): it stays whole, and its one cycle goes with the subscription.
+    if executor.operation.operation is not OperationType.SUBSCRIPTION:
+        executor.async_helpers = None  # type: ignore[assignment]
+
+
+BREAKS_EXECUTOR_CYCLE = (
+    ExecutionHooks is not None
+    and issubclass(StrawberryGraphQLCoreExecutionContext, Executor)
+    and "hooks" in inspect.signature(Executor.__init__).parameters
+)
+_DROP_HELPERS = ExecutionHooks(async_work_finished=_drop_helpers) if BREAKS_EXECUTOR_CYCLE else None
+
+
+class ExecutorWithoutCycle(StrawberryGraphQLCoreExecutionContext):
+    """Strawberry's executor, whose `async_helpers` go once the operation's work has settled."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if not BREAKS_EXECUTOR_CYCLE or not hasattr(self, "async_helpers"):
+            return  # pragma: no cover - graphql-core changed: its own path, cycle and all
+        hooks = self.hooks
+        if hooks is None or hooks.async_work_finished is None:
+            self.hooks = _DROP_HELPERS
+            return
+        theirs = hooks.async_work_finished
+
+        def both(info: AsyncWorkFinishedInfo) -> None:  # pragma: no cover - none passed today
+            try:
+                theirs(info)
+            finally:
+                _drop_helpers(info)
+
+        self.hooks = hooks._replace(async_work_finished=both)

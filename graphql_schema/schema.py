@@ -29,7 +29,7 @@ from graphql_schema.extensions import (
     OperationReport,
     is_unexpected,
 )
-from graphql_schema.library_internals import core_schema
+from graphql_schema.library_internals import ExecutorWithoutCycle, core_schema
 from graphql_schema.pagination import DEFAULT_PAGE_SIZE
 from graphql_schema.privacy import loggable_error_message
 from graphql_schema.types import (
@@ -216,5 +216,7 @@ def build_schema(
         subscription=Subscription,
         extensions=[guard.extension, *extensions],
         guard=guard,
+        # An operation's objects go when it ends, not at the next garbage collection.
+        execution_context_class=ExecutorWithoutCycle,
         config=StrawberryConfig(scalar_map={datetime: DateTimeScalar}),
     )
