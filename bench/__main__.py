@@ -30,6 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench import pg, report
+from bench import subscribers as live_subscribers
 from bench.procs import REPO, CoreLoad, Server, settle
 from bench.scenarios import BY_KEY, PHASES, SCENARIOS, UNDER_LOGIN, WORKERS, Scenario
 from bench.seed import SeedUser, seed
@@ -708,7 +709,13 @@ def main(argv: list[str] | None = None) -> int:
         log(f"  seeded in {time.monotonic() - t0:.0f}s")
         prepare_datasets(bench, list_users, write_users, big)
         if opts.subscribers:
-            subscribers = start_subscribers(servers["service"].url, list_users + write_users, tmp)
+            subscribers = live_subscribers.start(
+                servers["service"].url, [u.token for u in list_users + write_users], tmp
+            )
+            log(
+                f"  {len(list_users) + len(write_users)} live subscriptions on the service "
+                f"(pid {subscribers[0].pid}, core 1)"
+            )
 
         for scenario in SCENARIOS:
             if selected(opts, scenario.key):
@@ -737,7 +744,10 @@ def main(argv: list[str] | None = None) -> int:
 
         subscribed = None
         if subscribers is not None:
-            subscribed = stop_subscribers(subscribers, len(list_users) + len(write_users))
+            subscribed = {
+                "count": len(list_users) + len(write_users),
+                "events": live_subscribers.stop(subscribers),
+            }
             subscribers = None
             log(f"  subscribers: {subscribed['count']}, {subscribed['events']} events received")
         elapsed = time.monotonic() - started
@@ -777,34 +787,6 @@ def main(argv: list[str] | None = None) -> int:
             except Exception as exc:
                 log(f"could not drop the benchmark database: {exc}")
         shutil.rmtree(tmp, ignore_errors=True)
-
-
-def start_subscribers(
-    url: str, users: list[SeedUser], tmp: Path
-) -> tuple[subprocess.Popen[bytes], Path]:
-    """One live subscription per user, in a process on core 1 (wrk's), reading every event."""
-    tokens = tmp / "subscriber_tokens.tsv"
-    tokens.write_text("".join(f"{u.token}\n" for u in users))
-    count = tmp / "subscriber_events"
-    ws_url = url.replace("http://", "ws://", 1) + "/graphql"
-    command = ["taskset", "-c", "1", sys.executable, "-m", "bench.subscribers", ws_url]
-    proc = subprocess.Popen([*command, str(tokens), str(count)], cwd=REPO)
-    log(f"  {len(users)} live subscriptions on the service (pid {proc.pid}, core 1)")
-    time.sleep(3)
-    if proc.poll() is not None:
-        raise RuntimeError(f"bench.subscribers exited with {proc.returncode}")
-    return proc, count
-
-
-def stop_subscribers(subscribers: tuple[subprocess.Popen[bytes], Path], count: int) -> dict:
-    proc, events = subscribers
-    alive = proc.poll() is None
-    proc.terminate()
-    proc.wait(timeout=10)
-    received = int(events.read_text() or 0) if events.exists() else 0
-    if not alive:
-        raise RuntimeError(f"bench.subscribers died during the run ({proc.returncode})")
-    return {"count": count, "events": received}
 
 
 def seed_big(url: str, user: SeedUser, n: int) -> list[str]:

@@ -41,6 +41,7 @@ import asyncpg
 import orjson
 
 from bench import pg
+from bench import subscribers as live_subscribers
 from bench.procs import REPO, CoreLoad, Server, settle
 from bench.seed import seed
 
@@ -180,38 +181,20 @@ async def _append(dsn: str, users: list[uuid.UUID], rate: float, seconds: float)
         await pool.close()
 
 
-def _subscribers(url: str, tokens: Path, count: Path) -> subprocess.Popen[bytes]:
-    ws_url = url.replace("http://", "ws://", 1) + "/graphql"
-    command = ["taskset", "-c", "1", sys.executable, "-m", "bench.subscribers", ws_url]
-    proc = subprocess.Popen([*command, str(tokens), str(count)], cwd=REPO)
-    time.sleep(3)
-    if proc.poll() is not None:
-        raise RuntimeError(f"bench.subscribers exited with {proc.returncode}")
-    return proc
-
-
-def _stop(proc: subprocess.Popen[bytes], count: Path) -> int:
-    proc.terminate()
-    proc.wait(timeout=10)
-    return int(count.read_text() or 0) if count.exists() else 0
-
-
 def _round(
-    server: Server, tokens: Path, tmp: Path, action: Any, seconds: float
+    server: Server, tokens: list[str], tmp: Path, action: Any, seconds: float
 ) -> dict[str, float]:
-    count = tmp / f"received-{server.name}"
-    count.unlink(missing_ok=True)
-    clients = _subscribers(server.url, tokens, count)
+    clients = live_subscribers.start(server.url, tokens, tmp)
     try:
         settle([server])
-        received_before = int(count.read_text() or 0) if count.exists() else 0
+        received_before = live_subscribers.read_count(clients[1])
         cpu_before, load = server.cpu(), CoreLoad(0)
         action()
         time.sleep(1.0)  # the last events' delivery
         cpu = server.cpu() - cpu_before
         others = load.others(cpu)
     finally:
-        received = _stop(clients, count) - received_before
+        received = live_subscribers.stop(clients) - received_before
     return {
         "received": received,
         "cpu_s": cpu,
@@ -261,8 +244,7 @@ def main(argv: list[str] | None = None) -> int:
         floor.start(sys.executable, tmp)
         floor.wait_ready()
         users = seed(service.url, prefix="live", users=opts.subscribers, tasks_each=0)
-        tokens = tmp / "tokens.tsv"
-        tokens.write_text("".join(f"{u.token}\n" for u in users))
+        tokens = [u.token for u in users]
         owners = [uuid.UUID(u.user_id) for u in users]
 
         def write() -> None:

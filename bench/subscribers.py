@@ -6,6 +6,7 @@ Run as its own process pinned to wrk's core, so its work is not charged to the s
     python -m bench.subscribers WS_URL TOKENS_FILE COUNT_FILE
 
 It writes the number of events received to COUNT_FILE every second; SIGTERM ends it.
+`start` and `stop` run it from a harness (`python -m bench --subscribers`, bench/delivery.py).
 """
 
 from __future__ import annotations
@@ -13,10 +14,14 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 from websockets.asyncio.client import connect
+
+from bench.procs import REPO
 
 QUERY = "subscription { taskEvents { type taskId cursor } }"
 
@@ -49,6 +54,36 @@ async def main(url: str, tokens: list[str], out: Path) -> None:
             if follower.done() and follower.exception() is not None:
                 raise follower.exception()  # type: ignore[misc]
     _report(out, counts[0])
+
+
+def start(url: str, tokens: list[str], tmp: Path) -> tuple[subprocess.Popen[bytes], Path]:
+    """One live subscription per token on the server at `url`, in a process on core 1 (wrk's);
+    returns it and the file its count goes to."""
+    tokens_file = tmp / "subscriber_tokens.tsv"
+    tokens_file.write_text("".join(f"{token}\n" for token in tokens))
+    count = tmp / "subscriber_events"
+    ws_url = url.replace("http://", "ws://", 1) + "/graphql"
+    command = ["taskset", "-c", "1", sys.executable, "-m", "bench.subscribers", ws_url]
+    proc = subprocess.Popen([*command, str(tokens_file), str(count)], cwd=REPO)
+    time.sleep(3)
+    if proc.poll() is not None:
+        raise RuntimeError(f"bench.subscribers exited with {proc.returncode}")
+    return proc, count
+
+
+def stop(subscribers: tuple[subprocess.Popen[bytes], Path]) -> int:
+    """End the process `start` began; the events it received. Raises if it died meanwhile."""
+    proc, count = subscribers
+    alive = proc.poll() is None
+    proc.terminate()
+    proc.wait(timeout=10)
+    if not alive:
+        raise RuntimeError(f"bench.subscribers died during the run ({proc.returncode})")
+    return read_count(count)
+
+
+def read_count(count: Path) -> int:
+    return int(count.read_text() or 0) if count.exists() else 0
 
 
 if __name__ == "__main__":
