@@ -121,16 +121,5 @@ class ExecutorWithoutCycle(StrawberryGraphQLCoreExecutionContext):
         super().__init__(*args, **kwargs)
         if not BREAKS_EXECUTOR_CYCLE or not hasattr(self, "async_helpers"):
             return  # pragma: no cover - graphql-core changed: its own path, cycle and all
-        hooks = self.hooks
-        if hooks is None or hooks.async_work_finished is None:
+        if self.hooks is None:  # Strawberry passes none; any it did pass would stay as they are
             self.hooks = _DROP_HELPERS
-            return
-        theirs = hooks.async_work_finished
-
-        def both(info: AsyncWorkFinishedInfo) -> None:  # pragma: no cover - none passed today
-            try:
-                theirs(info)
-            finally:
-                _drop_helpers(info)
-
-        self.hooks = hooks._replace(async_work_finished=both)
