@@ -134,7 +134,7 @@ GraphQLInfo: TypeAlias = Info[GraphQLContext, None]
 
 
 async def get_context(connection: HTTPConnection) -> GraphQLContext:
-    service: TodoService = connection.app.state.todo
+    service: TodoService = connection.app.state["todo"]
     peer = connection.client.host if connection.client else None
     return GraphQLContext(
         service=service,

@@ -15,13 +15,13 @@ from core.service import TodoService
 
 
 async def get_service(connection: HTTPConnection) -> TodoService:
-    return connection.app.state.todo
+    return connection.app.state["todo"]
 
 
 async def get_caller(connection: HTTPConnection) -> Caller:
     """The token's caller, checked without a database trip: the task use cases answer 401
     themselves when the account is gone (core/guards.py, `require_user`)."""
-    return caller_of(connection.app.state.todo, connection.scope)
+    return caller_of(connection.app.state["todo"], connection.scope)
 
 
 def caller_of(service: TodoService, scope: Scope) -> Caller:
@@ -35,7 +35,7 @@ def caller_of(service: TodoService, scope: Scope) -> Caller:
 
 
 async def get_client_address(connection: HTTPConnection) -> str:
-    return client_address(connection.app.state.todo, connection)
+    return client_address(connection.app.state["todo"], connection)
 
 
 def client_address(service: TodoService, connection: HTTPConnection) -> str:

@@ -2,19 +2,20 @@
 
 FastAPI's per-request dependency solving (validation machinery, caches, exit stacks per
 dependency) is built for parameters these endpoints do not take. `PlainCallRoute` keeps
-everything else of `APIRoute` (matching, 404 and 405, the exception handlers, the OpenAPI
-document) and overrides only its documented hook, `get_route_handler`: for an endpoint that
-takes nothing but the request, string path parameters and dependencies that read the
-connection (rest_facade's `Depends` aliases), the handler calls the dependencies in their
-declared order, then the endpoint, as FastAPI would. Any other endpoint gets FastAPI's own
-handler. `app.dependency_overrides` do not reach the plain calls.
+everything else of `APIRoute` (404 and 405, the exception handlers, the OpenAPI document) and
+overrides the route's two per-request methods: `handle`, for an endpoint that takes nothing
+but the request, string path parameters and dependencies that read the connection
+(rest_facade's `Depends` aliases), calls the dependencies in their declared order, then the
+endpoint, as FastAPI's handler would; `matches` answers the plain case with one regex match.
+Any other endpoint, and any request in an included router's context, gets FastAPI's own
+handling. `app.dependency_overrides` do not reach the plain calls.
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import Request
@@ -73,10 +74,11 @@ def _returns_a_response(endpoint: Callable[..., Any]) -> bool:
 
 def _plain_call_plan(route: APIRoute) -> tuple[list[str], list[str], list[_Resolver]] | None:
     """(path parameters, request parameters, dependencies) for a plain call; None when FastAPI
-    must solve the endpoint's parameters or shape its return value."""
+    must solve the endpoint's parameters, shape its return value or limit its body."""
     dependant = route.dependant
     if not (
-        inspect.iscoroutinefunction(route.endpoint)
+        getattr(route, "max_body_size", None) is None  # FastAPI wraps the route's app in it
+        and inspect.iscoroutinefunction(route.endpoint)
         and _returns_a_response(route.endpoint)
         and _takes_only_the_connection(dependant)
         and all(field.field_info.annotation is str for field in dependant.path_params)
@@ -92,17 +94,18 @@ def _plain_call_plan(route: APIRoute) -> tuple[list[str], list[str], list[_Resol
 
 
 class PlainCallRoute(APIRoute):
-    # The plain handler, when the endpoint has one: it needs none of FastAPI's per-request
-    # exit stacks, so the app may serve the route with it directly (api/dispatch.py).
-    plain_handler: Callable[[Request], Coroutine[Any, Any, Response]] | None = None
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        super().__init__(path, endpoint, **kwargs)
+        # What `handle` needs for the plain call; None: FastAPI serves the route.
+        self.plain_call_plan = _plain_call_plan(self)
 
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
         """`APIRoute.matches`, answered sooner: the router asks every route in turn, and this
         is one of the per-request costs the one path added (FastAPI's checks for an included
         router's context, Starlette's path parameter conversion). For the plain case only: an
         HTTP request without a root path or FastAPI's per-request routing state, a route whose
-        path parameters are plain strings; otherwise FastAPI answers. tests/test_rest_routing.py
-        compares the two."""
+        path parameters are plain strings; otherwise FastAPI answers.
+        tests/test_service_middleware.py compares the two."""
         if (
             scope["type"] != "http"
             or scope.get("root_path")
@@ -121,39 +124,39 @@ class PlainCallRoute(APIRoute):
         return _FULL, child_scope
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """`APIRoute.handle` for a matched method without FastAPI's routing state: the app."""
-        if "fastapi" in scope or (self.methods and scope["method"] not in self.methods):
-            await super().handle(scope, receive, send)  # an included router's context, a 405
+        """The plain call, for a matched method without FastAPI's routing state: the
+        dependencies in their declared order, then the endpoint, whose response is sent as it
+        is. FastAPI's `request_response` would also open two exit stacks, for dependencies
+        with `yield` (a plain call has none), and answer what is raised with the app's
+        exception handlers, which Starlette's ExceptionMiddleware outside every route of an
+        app (its routes read the handlers it puts in the scope) answers it with too.
+        Anything else (an included router's context, a 405): `APIRoute.handle`."""
+        plan = self.plain_call_plan
+        if (
+            plan is None
+            or "fastapi" in scope
+            or (self.methods and scope["method"] not in self.methods)
+        ):
+            await super().handle(scope, receive, send)
             return
-        await self.app(scope, receive, send)
+        path_names, request_names, resolvers = plan
+        request = Request(scope, receive, send)
+        arguments: dict[str, Any] = {}
+        for name, resolve in resolvers:  # first: an invalid token is a 401 before the body
+            value = await resolve(request)
+            if name is not None:
+                arguments[name] = value
+        if path_names:
+            path_params = scope["path_params"]
+            for name in path_names:
+                arguments[name] = path_params[name]
+        for name in request_names:
+            arguments[name] = request
+        response: Response = await self.endpoint(**arguments)
+        await response(scope, receive, send)
 
     @functools.cached_property
     def _string_parameters(self) -> bool:
         return all(
             type(convertor) is StringConvertor for convertor in self.param_convertors.values()
         )
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        plan = _plain_call_plan(self)
-        if plan is None:
-            return super().get_route_handler()
-        path_names, request_names, resolvers = plan
-        endpoint = self.endpoint
-
-        async def handler(request: Request) -> Response:
-            arguments: dict[str, Any] = {}
-            for name, resolve in resolvers:  # first: an invalid token is a 401 before the body
-                value = await resolve(request)
-                if name is not None:
-                    arguments[name] = value
-            if path_names:
-                path_params = request.path_params
-                for name in path_names:
-                    arguments[name] = path_params[name]
-            for name in request_names:
-                arguments[name] = request
-            response: Response = await endpoint(**arguments)
-            return response
-
-        self.plain_handler = handler
-        return handler

@@ -120,6 +120,39 @@ async def test_endpoints_that_take_more_are_solved_by_fastapi() -> None:
         assert (await client.get("/query/x")).status_code == 422
 
 
+async def test_a_route_with_a_body_limit_is_served_by_fastapi() -> None:
+    """A plain endpoint with its own body limit keeps FastAPI's app, which enforces it."""
+    router = APIRouter(route_class=PlainCallRoute)
+    router.add_api_route("/limited/{item_id}", plain, methods=["POST"], max_body_size=8)
+    assert _plain_call_plan(router.routes[0]) is None
+    app = FastAPI()
+    app.router.routes.extend(router.routes)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        assert (await client.post("/limited/a", content=b"1234")).text == "a /limited/a"
+        assert (await client.post("/limited/a", content=b"123456789")).status_code == 413
+
+
+async def _probe() -> dict[str, str]:
+    return {"probe": "ok"}
+
+
+async def test_routes_added_after_the_first_request_are_served(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    """FastAPI's own route handlers need the exit stack that only prepared routes open
+    (api/dispatch.py): a route added later, or a router included later, is served too."""
+    assert (await client.get("/health")).status_code == 200
+    app.add_api_route("/test-late", _probe, methods=["GET"])
+    assert (await client.get("/test-late")).json() == {"probe": "ok"}
+    included = APIRouter(prefix="/test-included")
+    included.add_api_route("/probe", _probe, methods=["GET"])
+    app.include_router(included)
+    assert (await client.get("/test-included/probe")).json() == {"probe": "ok"}
+    assert (await client.get("/test-late")).json() == {"probe": "ok"}
+    assert (await client.get("/health")).status_code == 200
+
+
 @pytest.mark.parametrize("root_path", ["", "/prefix"])
 @pytest.mark.parametrize("method", ["GET", "POST", "PUT", "DELETE", "PATCH"])
 @pytest.mark.parametrize(
