@@ -104,6 +104,11 @@ def create_app(settings: Settings | None = None) -> ServiceApp:
         docs_url=None,
         redoc_url=None,
         openapi_url="/openapi.json",
+        openapi_tags=[
+            {"name": "auth", "description": "Accounts and the bearer tokens the task routes take"},
+            {"name": "tasks", "description": "The caller's own tasks"},
+            {"name": "operations", "description": "For load balancers and operators"},
+        ],
         redirect_slashes=False,
         # FastAPI's own spans would duplicate the HTTP span (api/tracing.py) and record the
         # query string; it would find no tracer provider with tracing off either.
