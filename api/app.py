@@ -115,7 +115,7 @@ def create_app(settings: Settings | None = None) -> ServiceApp:
         telemetry={"tracing": False, "metrics": False, "logs": False, "auto_configure": False},
     )
     app.state.services = services
-    app.state.todo = services.todo  # what the surfaces call (core/service.py)
+    app.state["todo"] = services.todo  # what the surfaces call (core/service.py)
     install_error_handlers(app)
     # The surfaces' routes join the app's own table rather than being included: FastAPI 0.165
     # includes a router lazily and matches through it twice per request, saving and restoring

@@ -1,4 +1,4 @@
-"""The rules as the surfaces see them: one object per app, kept on `app.state.todo`."""
+"""The rules as the surfaces see them: one object per app, kept as `app.state["todo"]`."""
 
 from __future__ import annotations
 

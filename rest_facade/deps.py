@@ -1,4 +1,4 @@
-"""The REST routes' dependencies: the rules (`app.state.todo`), the caller, the client address."""
+"""The REST routes' dependencies: the rules (`app.state["todo"]`), the caller, the address."""
 
 from __future__ import annotations
 
