@@ -129,11 +129,8 @@ def create_app(settings: Settings | None = None) -> ServiceApp:
         keep_alive_seconds=settings.ws_keepalive_seconds,
         graphiql_page=graphiql_response,
         report=record_graphql_operation,
-        # Tracing's first: a persisted document's lookup is part of the operation's span.
-        extensions=[
-            *(tracing.graphql_extensions if tracing is not None else ()),
-            services.documents.extension,
-        ],
+        extensions=tracing.graphql_extensions if tracing is not None else (),
+        documents=services.documents,
     )
     hot = len(rest_router.routes)  # GraphQL's after the REST routes, before the rest
     app.router.routes[hot:hot] = graphql.routes

@@ -1,18 +1,26 @@
-"""What every operation gets: how errors reach clients, the abuse limits, the caches, metrics.
+"""What every operation gets: its document, how errors reach clients, the abuse limits, the
+caches, metrics.
 
 All of it is one Strawberry `SchemaExtension` (GuardExtension, built per operation from the
 schema-wide OperationGuard), so any other extension (OpenTelemetry's, Sentry's, Strawberry's
-limiters) can be added beside it (`build_schema(extensions=...)`):
+limiters) can be added beside it (`build_schema(extensions=...)`). It has two hooks per
+operation (and one per streamed result), not one per concern: Strawberry sets up every hook
+of every extension anew for each operation, about 7 us apiece.
 
+- Documents: `on_operation` first puts the document a persisted-query hash or a trusted
+  document's id names into the operation, or refuses it (persisted.py), and once the
+  operation is over registers a document sent with its hash.
 - Limits: `on_operation` does what Strawberry's `MaxTokensLimiter` (MAX_TOKENS, refused
   while parsing) and `AddValidationRules` do, with the rules of its `QueryDepthLimiter`
   (MAX_DEPTH) and `MaxAliasesLimiter` (MAX_ALIASES), and graphql-core's
-  `NoSchemaIntrospectionCustomRule` when introspection is off; `on_validate` adds the cost
-  limit (cost.py) and refuses over-long number literals. One extension, not those three:
-  Strawberry sets up every extension's hooks anew for each operation, about 7 us apiece.
-- Caches: `GuardExtension.on_parse` and `on_validate` set `graphql_document` and
-  `pre_execution_errors` from a cache per query text within a memory budget
-  (document_cache.py), as Strawberry's ParserCache and ValidationCache do.
+  `NoSchemaIntrospectionCustomRule` when introspection is off; validation adds the cost
+  limit (cost.py) and refuses over-long number literals.
+- Caches: `GuardExtension.on_parse` sets `graphql_document`, and once every extension has
+  parsed, `pre_execution_errors` (validation, then the cost limit), from a cache per query
+  text within a memory budget (document_cache.py), as Strawberry's ParserCache and
+  ValidationCache do; Strawberry's own parsing and validation then have nothing left to do.
+  Validation sits at the end of `on_parse` rather than in an `on_validate` of its own (one
+  hook fewer); by then every extension's `on_operation` has added its rules.
 - Errors: a DomainError shows its message with `extensions.code`; a request error (syntax,
   validation, a limit, variable coercion: anything before a resolver ran) keeps graphql-core's
   message with code BAD_USER_INPUT; everything else is masked as `Internal server error` with
@@ -32,7 +40,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any
 
 from graphql import (
@@ -54,6 +62,7 @@ from core.errors import DomainError, ErrorCode, RateLimited
 from graphql_schema.cost import operation_cost, paged_fields
 from graphql_schema.document_cache import DocumentCache
 from graphql_schema.library_internals import validate_document
+from graphql_schema.persisted import PersistedDocuments
 
 MAX_DEPTH = 10
 MAX_ALIASES = 15
@@ -139,6 +148,7 @@ class OperationGuard:
         introspection: bool,
         max_cost: int = DEFAULT_MAX_COST,
         report: OperationReport | None = None,
+        documents: PersistedDocuments | None = None,
     ) -> None:
         self.validation_rules = _LIMIT_RULES if introspection else _CLOSED_LIMIT_RULES
         # Suggestions would name the types and fields that introspection hides.
@@ -146,7 +156,9 @@ class OperationGuard:
         self.max_cost = max_cost
         # Told each operation's name and outcome (the app's metrics: api/metrics.py).
         self.report = report
-        self.documents = DocumentCache()
+        # Where a request may name its document instead of sending it (persisted.py).
+        self.persisted = documents
+        self.cache = DocumentCache()  # parsed and validated documents by query text
         self._schema: GraphQLSchema | None = None
         self._paged: dict[str, int] | None = None  # the schema's paged fields
 
@@ -159,7 +171,7 @@ class OperationGuard:
         return GuardExtension(self)
 
     def parse(self, query: str, options: Any) -> DocumentNode:
-        return self.documents.parse(query, functools.partial(parse, **options))
+        return self.cache.parse(query, functools.partial(parse, **options))
 
     def validate(self, context: ExecutionContext, document: DocumentNode) -> list[GraphQLError]:
         query = context.query
@@ -179,7 +191,7 @@ class OperationGuard:
         if not isinstance(query, str):
             errors = run()
         else:
-            errors = self.documents.validate(query, document, rules, run)
+            errors = self.cache.validate(query, document, rules, run)
         if errors:
             return errors
         return self._check_cost(schema, context, document)
@@ -216,11 +228,15 @@ class GuardExtension(SchemaExtension):
     def __init__(self, guard: OperationGuard) -> None:
         self.guard = guard
 
-    def on_operation(self) -> Iterator[None]:
+    async def on_operation(self) -> AsyncIterator[None]:
         # MaxTokensLimiter's and AddValidationRules' own steps.
         context = self.execution_context
+        guard = self.guard
         context.parse_options["max_tokens"] = MAX_TOKENS
-        context.validation_rules = context.validation_rules + self.guard.validation_rules
+        context.validation_rules = context.validation_rules + guard.validation_rules
+        persisted = guard.persisted
+        # The document a hash or id names, before any extension sees the query.
+        register = await persisted.prepare(context) if persisted is not None else None
         yield
         # Not reached when the operation raised (a missing query, a refused operation type):
         # Strawberry's integration answers those itself.
@@ -233,6 +249,8 @@ class GuardExtension(SchemaExtension):
             # The first error's code, else "ok"; every error has its code once presented.
             first = errors[0].extensions if errors else None
             report(context.operation_name, str(first["code"]) if first else "ok")
+        if register is not None and persisted is not None:
+            await persisted.finish(context, register)
 
     def on_parse(self) -> Iterator[None]:
         # A document that does not parse is left to Strawberry: raised from this hook, a
@@ -246,13 +264,11 @@ class GuardExtension(SchemaExtension):
             except GraphQLError:
                 pass
         yield
-
-    def on_validate(self) -> Iterator[None]:
-        # Errors set here (even none) stand in for Strawberry's own validation.
-        context = self.execution_context
+        # Validation, once the document is final (every extension parsed, every rule added):
+        # errors set here (even none) stand in for Strawberry's own validation. Here rather
+        # than in `on_validate`: Strawberry sets up each hook anew for every operation.
         if context.pre_execution_errors is None and context.graphql_document is not None:
             context.pre_execution_errors = self.guard.validate(context, context.graphql_document)
-        yield
 
     def on_stream_result(self, result: StreamExecutionResult) -> Iterator[None]:
         # Streamed results (subscription events, any operation over a WebSocket) are sent

@@ -23,7 +23,7 @@ import hashlib
 import json
 import re
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -36,7 +36,6 @@ from graphql import (
     OperationType,
     SelectionSetNode,
 )
-from strawberry.extensions import SchemaExtension
 from strawberry.types import ExecutionContext
 
 from core.errors import ConfigError, DomainError, ErrorCode, InvalidInput
@@ -170,7 +169,8 @@ def _persisted_hash(extensions: Mapping[str, Any]) -> str | None:
 
 
 class PersistedDocuments:
-    """What the schema's extension looks documents up in; built once per app."""
+    """Where an operation's document comes from when the request names it; built once per
+    app, applied to each operation by the guard (extensions.py: `prepare`, then `finish`)."""
 
     def __init__(
         self,
@@ -183,9 +183,26 @@ class PersistedDocuments:
         self.trusted = trusted
         self.allow_untrusted = allow_untrusted
 
-    def extension(self) -> SchemaExtension:
-        """A new extension for one operation (Strawberry takes a factory per operation)."""
-        return PersistedDocumentsExtension(self)
+    async def prepare(self, context: ExecutionContext) -> str | None:
+        """Before parsing: put the document the request names into the operation, or end the
+        operation with the refusal (`_refuse`). The hash to register once the operation is
+        over, if any (`finish`)."""
+        try:
+            return await self.resolve(context)
+        except DomainError as error:
+            _refuse(context, error)
+            return None
+
+    async def finish(self, context: ExecutionContext, sha256: str) -> None:
+        """After the operation: keep the document it sent under its hash, if it validated (so
+        only documents that can run are kept)."""
+        if (
+            self.queries is not None
+            and context.query
+            and context.graphql_document is not None
+            and not context.pre_execution_errors
+        ):
+            await self.queries.register(sha256, context.query)
 
     async def resolve(self, context: ExecutionContext) -> str | None:
         """Put the document the request names into `context.query`, or raise; the hash to
@@ -254,27 +271,3 @@ def _refuse(context: ExecutionContext, error: DomainError) -> None:
         )
     )
     context.pre_execution_errors = [GraphQLError(error.message, original_error=error)]
-
-
-class PersistedDocumentsExtension(SchemaExtension):
-    def __init__(self, documents: PersistedDocuments) -> None:
-        super().__init__()
-        self._documents = documents
-
-    async def on_operation(self) -> AsyncIterator[None]:
-        context = self.execution_context
-        try:
-            register = await self._documents.resolve(context)
-        except DomainError as error:
-            _refuse(context, error)
-            register = None
-        yield
-        queries = self._documents.queries
-        if (
-            register is not None
-            and queries is not None
-            and context.query
-            and context.graphql_document is not None
-            and not context.pre_execution_errors
-        ):
-            await queries.register(register, context.query)

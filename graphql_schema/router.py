@@ -44,6 +44,7 @@ from strawberry.types.unset import UNSET, UnsetType
 from core.errors import ErrorCode
 from graphql_schema.context import GraphQLContext, get_context
 from graphql_schema.extensions import OperationReport, is_presented, present
+from graphql_schema.persisted import PersistedDocuments
 from graphql_schema.schema import build_schema
 from graphql_schema.websocket import (
     LegacyWSHandler,
@@ -381,6 +382,7 @@ def build_graphql_router(
     graphiql_page: Callable[[Request], HTMLResponse] | None,
     report: OperationReport | None = None,
     extensions: Iterable[Callable[[], SchemaExtension]] = (),
+    documents: PersistedDocuments | None = None,
 ) -> GraphQLHTTPRouter:
     """The /graphql endpoint: its routes carry the full path (the router's prefix), so they
     can join the app's route table as they are (api/app.py).
@@ -390,7 +392,11 @@ def build_graphql_router(
     with_ide = graphiql_page is not None and introspection
     router = GraphQLHTTPRouter(
         build_schema(
-            introspection=introspection, max_cost=max_cost, report=report, extensions=extensions
+            introspection=introspection,
+            max_cost=max_cost,
+            report=report,
+            extensions=extensions,
+            documents=documents,
         ),
         graphiql_page=graphiql_page if with_ide else None,
         prefix=GRAPHQL_PATH,

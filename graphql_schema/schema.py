@@ -31,6 +31,7 @@ from graphql_schema.extensions import (
 )
 from graphql_schema.library_internals import ExecutorWithoutCycle, core_schema
 from graphql_schema.pagination import DEFAULT_PAGE_SIZE
+from graphql_schema.persisted import PersistedDocuments
 from graphql_schema.privacy import loggable_error_message
 from graphql_schema.types import (
     AfterArgument,
@@ -205,11 +206,15 @@ def build_schema(
     max_cost: int = DEFAULT_MAX_COST,
     report: OperationReport | None = None,
     extensions: Iterable[type[SchemaExtension] | Callable[[], SchemaExtension]] = (),
+    documents: PersistedDocuments | None = None,
 ) -> TodoSchema:
     """The service's schema. `report` is told each operation's name and outcome (the app's
     metrics). `extensions` (tracing, say) run inside the service's own extension, which
-    comes first: they see errors before they are presented."""
-    guard = OperationGuard(introspection=introspection, max_cost=max_cost, report=report)
+    comes first: they see errors before they are presented, and the document a request
+    named by hash or id (`documents`, persisted.py) already in place."""
+    guard = OperationGuard(
+        introspection=introspection, max_cost=max_cost, report=report, documents=documents
+    )
     return TodoSchema(
         query=Query,
         mutation=Mutation,

@@ -17,7 +17,7 @@ import pytest
 from fastapi import FastAPI
 from graphql import GraphQLError
 from graphql.execution.executor import Executor
-from strawberry.extensions import SchemaExtension
+from strawberry.extensions import MaxTokensLimiter, QueryDepthLimiter, SchemaExtension
 from strawberry.types import StreamExecutionResult
 
 from graphql_schema import library_internals
@@ -169,6 +169,35 @@ async def test_errors_are_presented_with_another_extension_in_the_schema(
     raw = [hook for _name, hook in log if hook.startswith("validation error: Cannot query")]
     assert raw and not any("Did you mean" in message for message in raw), raw
     assert recorded == [(name, "BAD_USER_INPUT") for name in ("Typo", "Big", "Deep")]
+
+
+async def test_the_limits_of_an_added_extension_hold_too(app: FastAPI, alice: Account) -> None:
+    """Strawberry's limiters set their parse options and rules in `on_operation`, after the
+    service's own: the guard parses and validates only once every extension has, so a
+    tighter limit holds, for a document seen before (cached) as for a new one."""
+    schema = build_schema(
+        extensions=[
+            lambda: QueryDepthLimiter(max_depth=2),
+            lambda: MaxTokensLimiter(max_token_count=40),
+        ]
+    )
+    context = _context(app, alice)
+    shallow = "query Shallow { tasks(first: 1) { totalCount } }"
+    deep = "query Deep { me { tasks(first: 1) { edges { node { title } } } } }"
+    long = "query Long { tasks(first: 1) { totalCount " + "__typename " * 40 + "} }"
+    for _ in range(2):
+        result = await schema.execute(shallow, context_value=context)
+        assert result.errors is None and result.data == {"tasks": {"totalCount": 0}}
+        result = await schema.execute(deep, context_value=context)
+        assert result.errors is not None and result.data is None
+        assert [error.message for error in result.errors] == [
+            "'Deep' exceeds maximum operation depth of 2"
+        ]
+        assert result.errors[0].extensions == {"code": "BAD_USER_INPUT"}
+        result = await schema.execute(long, context_value=context)
+        assert result.errors is not None and result.data is None
+        assert "more than 40 tokens" in result.errors[0].message, result.errors
+        assert result.errors[0].extensions == {"code": "BAD_USER_INPUT"}
 
 
 async def test_strawberrys_opentelemetry_extension_traces_every_kind_of_operation(
