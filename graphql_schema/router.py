@@ -280,10 +280,10 @@ class GraphQLHTTPRouter(GraphQLRouter[GraphQLContext, None]):
     def should_render_graphql_ide(self, request: Any) -> bool:
         """GraphiQL for a browser's GET without an operation; a GET naming a persisted
         document (`extensions` or `documentId`, no `query`) is an operation too."""
-        params = request.query_params
-        if params.get("extensions") is not None or params.get("documentId") is not None:
+        if not super().should_render_graphql_ide(request):  # a POST stops here, unparsed
             return False
-        return super().should_render_graphql_ide(request)
+        params = request.query_params
+        return params.get("extensions") is None and params.get("documentId") is None
 
     async def render_graphql_ide(self, request: Request) -> HTMLResponse:
         """The service's GraphiQL page (api/graphiql.py), not Strawberry's."""
