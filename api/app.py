@@ -132,8 +132,14 @@ def create_app(settings: Settings | None = None) -> ServiceApp:
         extensions=tracing.graphql_extensions if tracing is not None else (),
         documents=services.documents,
     )
-    hot = len(rest_router.routes)  # GraphQL's after the REST routes, before the rest
-    app.router.routes[hot:hot] = graphql.routes
+    # The router tries routes in order. POST /graphql, which serves every GraphQL operation
+    # but GET's queries, comes first: past it a REST request pays one failed match, where a
+    # POST /graphql behind the REST routes paid one for each of them. GraphQL's other
+    # routes follow the REST routes.
+    operations = graphql.operations_route
+    app.router.routes.insert(0, operations)
+    hot = 1 + len(rest_router.routes)
+    app.router.routes[hot:hot] = [route for route in graphql.routes if route is not operations]
 
     @app.get("/health", tags=["operations"], summary="Liveness and database reachability")
     async def health() -> Response:

@@ -31,6 +31,7 @@ from fastapi import BackgroundTasks
 from fastapi.routing import APIRoute
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
+from starlette.routing import BaseRoute
 from starlette.websockets import WebSocket
 from strawberry.extensions import SchemaExtension
 from strawberry.fastapi import GraphQLRouter
@@ -235,6 +236,14 @@ class GraphQLHTTPRouter(GraphQLRouter[GraphQLContext, None]):
                 return super().get_route_handler()
 
         super().__init__(schema, route_class=Route, **kwargs)
+
+    @property
+    def operations_route(self) -> BaseRoute:
+        """The route of `POST /graphql`."""
+        for route in self.routes:
+            if isinstance(route, APIRoute) and route.methods == {"POST"}:
+                return route
+        raise LookupError("Strawberry's router has no POST route")
 
     async def serve_http(self, request: Request) -> Response:
         """What Strawberry's `handle_http_get`/`handle_http_post` do once FastAPI solved their
