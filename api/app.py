@@ -117,11 +117,6 @@ def create_app(settings: Settings | None = None) -> ServiceApp:
     app.state.services = services
     app.state["todo"] = services.todo  # what the surfaces call (core/service.py)
     install_error_handlers(app)
-    # The surfaces' routes join the app's own table rather than being included: FastAPI 0.165
-    # includes a router lazily and matches through it twice per request, saving and restoring
-    # scope keys for every candidate, a measurable share of a REST read (decision 9).
-    app.router.routes[:0] = rest_router.routes  # first: the router tries routes in order
-    app.add_api_route("/docs", swagger_ui, methods=["GET"], include_in_schema=False)
     graphql = build_graphql_router(
         introspection=settings.graphql_introspection,
         max_cost=settings.graphql_max_cost,
@@ -132,14 +127,16 @@ def create_app(settings: Settings | None = None) -> ServiceApp:
         extensions=tracing.graphql_extensions if tracing is not None else (),
         documents=services.documents,
     )
-    # The router tries routes in order. POST /graphql, which serves every GraphQL operation
-    # but GET's queries, comes first: past it a REST request pays one failed match, where a
-    # POST /graphql behind the REST routes paid one for each of them. GraphQL's other
-    # routes follow the REST routes.
+    # The surfaces' routes join the app's own table rather than being included: FastAPI 0.165
+    # includes a router lazily and matches through it twice per request, saving and restoring
+    # scope keys for every candidate, a measurable share of a REST read (decision 9). The
+    # router tries routes in order: first POST /graphql, which serves every GraphQL operation
+    # but GET's queries (a REST request pays one failed match for it; behind the REST routes
+    # it paid one for each of them), then the REST routes, then GraphQL's others.
     operations = graphql.operations_route
-    app.router.routes.insert(0, operations)
-    hot = 1 + len(rest_router.routes)
-    app.router.routes[hot:hot] = [route for route in graphql.routes if route is not operations]
+    others = [route for route in graphql.routes if route is not operations]
+    app.router.routes[:0] = [operations, *rest_router.routes, *others]
+    app.add_api_route("/docs", swagger_ui, methods=["GET"], include_in_schema=False)
 
     @app.get("/health", tags=["operations"], summary="Liveness and database reachability")
     async def health() -> Response:
